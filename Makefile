@@ -1,0 +1,77 @@
+# WADM gRPC. `make run` serves (embedded store + demo feed); `make test` runs the whole suite.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+BUF_VERSION := 1.75.0
+BUF := .build/node_modules/.bin/buf
+GOOGLE_API := protos/google/api
+
+.PHONY: help venv run test test-mongo lint fmt protos check-protos buf-lint breaking bench redis-server clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(INSTALLED) ## build the Python environment (.venv)
+
+run: $(INSTALLED) ## serve on 127.0.0.1:50051 with the embedded DuckDB store and the demo feed
+	WADM_DEMO_FEED=$${WADM_DEMO_FEED:-true} $(BIN)/python -m wadm_grpc serve
+
+redis-server: ## make sure Debian's redis-server is installed (tests start their own)
+	@command -v redis-server >/dev/null || { \
+		echo "installing redis-server"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server; }
+
+test: $(INSTALLED) redis-server ## run the whole test suite
+	$(BIN)/pytest
+
+test-mongo: $(INSTALLED) ## run the store contract suite against a real MongoDB (needs MONGODB_URI)
+	@test -n "$${MONGODB_URI:-}" || { echo "set MONGODB_URI=mongodb://host:port/ first"; exit 2; }
+	$(BIN)/pytest tests/contract tests/api -k "mongo and not mongomock"
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .build @bufbuild/buf@$(BUF_VERSION)
+
+$(GOOGLE_API)/annotations.proto: $(INSTALLED)
+	mkdir -p $(GOOGLE_API)
+	site=$$($(BIN)/python -c 'import google.api.annotations_pb2 as m, pathlib; print(pathlib.Path(m.__file__).parent)'); \
+	cp "$$site/annotations.proto" "$$site/http.proto" $(GOOGLE_API)/
+
+protos: $(INSTALLED) ## regenerate wadm_grpc/pb from protos/
+	$(BIN)/python protos/generate.py 2>/dev/null
+
+check-protos: protos ## fail if the committed generated code is stale
+	@git diff --exit-code --stat -- wadm_grpc/pb && test -z "$$(git status --porcelain -- wadm_grpc/pb)" \
+		|| { echo "wadm_grpc/pb is stale: run 'make protos' and commit"; exit 1; }
+
+buf-lint: $(BUF) $(GOOGLE_API)/annotations.proto ## buf lint protos/
+	cd protos && ../$(BUF) lint
+
+breaking: $(BUF) $(GOOGLE_API)/annotations.proto ## buf breaking against main (AGAINST=ref to override)
+	cd protos && ../$(BUF) breaking --against "../.git#ref=$${AGAINST:-main},subdir=protos"
+
+lint: $(INSTALLED) buf-lint check-protos ## ruff, ruff format --check, mypy --strict, buf lint, generated-code freshness
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(INSTALLED) ## format and fix what ruff can
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(INSTALLED) ## benchmarks (ratios against in-run baselines); writes bench/results/
+	$(BIN)/python -m bench
+
+clean: ## remove the environment and build outputs (not var/ data)
+	rm -rf $(VENV) .build $(GOOGLE_API) .mypy_cache .ruff_cache .pytest_cache

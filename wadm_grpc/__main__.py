@@ -1,0 +1,74 @@
+"""Command line: `python -m wadm_grpc serve` and `python -m wadm_grpc import`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from wadm_grpc import logs
+from wadm_grpc.config import Settings, SettingsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m wadm_grpc", description="WADM market data over gRPC.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the gRPC server (settings from WADM_* variables)")
+    serve.add_argument("--host", help="listen address (WADM_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (WADM_PORT, default 50051; 0 picks one)")
+    serve.add_argument("--store", help="duckdb:PATH or mongodb://... (WADM_STORE)")
+    serve.add_argument("--demo", action=argparse.BooleanOptionalAction, help="run the demo feed (WADM_DEMO_FEED)")
+    imp = commands.add_parser("import", help="load a Binance public-data trades CSV")
+    imp.add_argument("files", nargs="+", help="CSV files (id,price,qty,quote_qty,time,is_buyer_maker)")
+    imp.add_argument("--exchange", required=True, help="exchange the trades are from, e.g. binance")
+    imp.add_argument("--symbol", help="symbol (default: from the file name, e.g. BTCUSDT-trades-....csv)")
+    imp.add_argument("--target", default="127.0.0.1:50051", help="server to publish to (default %(default)s)")
+    imp.add_argument(
+        "--direct", action="store_true", help="write into WADM_STORE directly instead (server not running)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    args = _parser().parse_args(argv)
+    try:
+        overrides = {}
+        if args.command == "serve":
+            overrides = {
+                key: value
+                for key, value in (
+                    ("host", args.host),
+                    ("port", args.port),
+                    ("store", args.store),
+                    ("demo_feed", args.demo),
+                )
+                if value is not None
+            }
+        settings = Settings.from_env(**overrides)
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    logs.configure(level=settings.log_level, json_lines=settings.log_json)
+    if args.command == "serve":
+        from wadm_grpc.bootstrap import serve
+
+        asyncio.run(serve(settings))
+        return 0
+    from wadm_grpc.importer import run_import
+
+    return asyncio.run(
+        run_import(
+            settings,
+            files=args.files,
+            exchange=args.exchange,
+            symbol=args.symbol,
+            target=args.target,
+            direct=args.direct,
+        )
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The gRPC API: servicers, conversions, the error table and the server factory."""

@@ -1,0 +1,183 @@
+"""Conversions between protobuf messages and domain values (the only place that knows both)."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from wadm_grpc.domain.aggregate import Aggregate, Candle, SymbolSummary
+from wadm_grpc.domain.decimals import to_wire
+from wadm_grpc.domain.errors import InvalidArgumentError
+from wadm_grpc.domain.orderbook import Level
+from wadm_grpc.domain.stats import MarketStats, StatsWindow
+from wadm_grpc.domain.timeframe import Timeframe
+from wadm_grpc.domain.trade import Side, Trade
+from wadm_grpc.domain.trade_input import TradeInput
+from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
+from wadm_grpc.pb.wadm.market.v1 import trade_pb2
+
+NANOS_PER_MICRO = 1_000
+
+TIMEFRAMES: dict[md.Timeframe.ValueType, Timeframe] = {
+    md.TIMEFRAME_1M: Timeframe.M1,
+    md.TIMEFRAME_5M: Timeframe.M5,
+    md.TIMEFRAME_15M: Timeframe.M15,
+    md.TIMEFRAME_30M: Timeframe.M30,
+    md.TIMEFRAME_1H: Timeframe.H1,
+    md.TIMEFRAME_4H: Timeframe.H4,
+    md.TIMEFRAME_1D: Timeframe.D1,
+    md.TIMEFRAME_1W: Timeframe.W1,
+}
+TIMEFRAME_VALUES = {timeframe: value for value, timeframe in TIMEFRAMES.items()}
+WINDOWS: dict[md.StatsWindow.ValueType, StatsWindow] = {
+    md.STATS_WINDOW_1H: StatsWindow.H1,
+    md.STATS_WINDOW_4H: StatsWindow.H4,
+    md.STATS_WINDOW_24H: StatsWindow.H24,
+    md.STATS_WINDOW_7D: StatsWindow.D7,
+}
+WINDOW_VALUES = {window: value for value, window in WINDOWS.items()}
+SIDES = {trade_pb2.SIDE_BUY: Side.BUY, trade_pb2.SIDE_SELL: Side.SELL}
+SIDE_VALUES = {side: value for value, side in SIDES.items()}
+
+
+def timestamp(time_us: int) -> Timestamp:
+    """A Timestamp for epoch microseconds."""
+    seconds, micros = divmod(time_us, 1_000_000)
+    return Timestamp(seconds=seconds, nanos=micros * NANOS_PER_MICRO)
+
+
+def micros(value: Timestamp) -> int:
+    """Epoch microseconds of a Timestamp (sub-microsecond digits dropped)."""
+    return value.seconds * 1_000_000 + value.nanos // NANOS_PER_MICRO
+
+
+def optional_micros(message: object, field: str) -> int | None:
+    """The Timestamp field `field` of `message` in microseconds, or None when unset."""
+    assert hasattr(message, "HasField")
+    if not message.HasField(field):
+        return None
+    value = getattr(message, field)
+    assert isinstance(value, Timestamp)
+    return micros(value)
+
+
+def timeframe(value: md.Timeframe.ValueType, *, field: str = "timeframe") -> Timeframe:
+    """The domain timeframe of an enum value; INVALID_ARGUMENT for UNSPECIFIED or unknown numbers."""
+    found = TIMEFRAMES.get(value)
+    if found is None:
+        if value == md.TIMEFRAME_UNSPECIFIED:
+            raise InvalidArgumentError.of(field, "is required (TIMEFRAME_1M ... TIMEFRAME_1W)")
+        raise InvalidArgumentError.of(field, f"unknown timeframe {value}; use TIMEFRAME_1M ... TIMEFRAME_1W")
+    return found
+
+
+def stats_window(message: md.GetMarketStatsRequest | md.GetMultiStatsRequest) -> StatsWindow:
+    """The requested window: absent means 24h; UNSPECIFIED set explicitly, or unknown, is rejected."""
+    if not message.HasField("window"):
+        return StatsWindow.H24
+    found = WINDOWS.get(message.window)
+    if found is None:
+        raise InvalidArgumentError.of(
+            "window", f"unknown window {message.window}; use STATS_WINDOW_1H/4H/24H/7D, or leave it out for 24h"
+        )
+    return found
+
+
+def trade_input(message: trade_pb2.Trade) -> TradeInput:
+    """A received trade, unvalidated."""
+    time_us: int | None = None
+    problem: str | None = None
+    if message.HasField("time"):
+        if message.time.nanos % NANOS_PER_MICRO:
+            problem = "has sub-microsecond digits; times are kept to the microsecond"
+        time_us = micros(message.time)
+    return TradeInput(
+        exchange=message.exchange,
+        symbol=message.symbol,
+        trade_id=message.trade_id,
+        price=message.price,
+        quantity=message.quantity,
+        side=SIDES.get(message.side),
+        time_us=time_us,
+        time_problem=problem,
+    )
+
+
+def trade(value: Trade) -> trade_pb2.Trade:
+    """A stored trade on the wire."""
+    return trade_pb2.Trade(
+        exchange=value.exchange,
+        symbol=value.symbol,
+        trade_id=value.trade_id,
+        price=to_wire(value.price),
+        quantity=to_wire(value.quantity),
+        quote_quantity=to_wire(value.quote_quantity),
+        side=SIDE_VALUES[value.side],
+        time=timestamp(value.time_us),
+    )
+
+
+def candle(value: Candle) -> md.Candle:
+    """A candle on the wire."""
+    ohlcv: Aggregate = value.ohlcv
+    vwap = ohlcv.vwap
+    return md.Candle(
+        open_time=timestamp(value.open_time_us),
+        close_time=timestamp(value.close_time_us),
+        open=to_wire(ohlcv.open),
+        high=to_wire(ohlcv.high),
+        low=to_wire(ohlcv.low),
+        close=to_wire(ohlcv.close),
+        volume=to_wire(ohlcv.volume),
+        quote_volume=to_wire(ohlcv.quote_volume),
+        trade_count=ohlcv.trade_count,
+        taker_buy_volume=to_wire(ohlcv.buy_volume),
+        taker_buy_quote_volume=to_wire(ohlcv.buy_quote_volume),
+        taker_sell_volume=to_wire(ohlcv.sell_volume),
+        taker_sell_quote_volume=to_wire(ohlcv.sell_quote_volume),
+        vwap="" if vwap is None else to_wire(vwap),
+        closed=value.closed,
+    )
+
+
+def symbol_summary(value: SymbolSummary) -> md.SymbolSummary:
+    """A symbol summary on the wire."""
+    return md.SymbolSummary(
+        symbol=value.symbol,
+        exchanges=value.exchanges,
+        trade_count=value.trade_count,
+        first_trade_time=timestamp(value.first_trade_us),
+        last_trade_time=timestamp(value.last_trade_us),
+        last_price=to_wire(value.last_price),
+    )
+
+
+def market_stats(value: MarketStats) -> md.MarketStats:
+    """Stats on the wire."""
+    ohlcv = value.trades.ohlcv
+    vwap = ohlcv.vwap
+    return md.MarketStats(
+        symbol=value.trades.symbol,
+        window=WINDOW_VALUES[value.window],
+        open=to_wire(ohlcv.open),
+        high=to_wire(ohlcv.high),
+        low=to_wire(ohlcv.low),
+        last_price=to_wire(ohlcv.close),
+        price_change=to_wire(value.price_change),
+        price_change_percent=to_wire(value.price_change_percent),
+        vwap="" if vwap is None else to_wire(vwap),
+        volume=to_wire(ohlcv.volume),
+        quote_volume=to_wire(ohlcv.quote_volume),
+        taker_buy_volume=to_wire(ohlcv.buy_volume),
+        taker_sell_volume=to_wire(ohlcv.sell_volume),
+        trade_count=ohlcv.trade_count,
+        first_trade_time=timestamp(ohlcv.first_trade_us),
+        last_trade_time=timestamp(ohlcv.last_trade_us),
+        window_open_time=timestamp(value.window_open_us),
+        window_close_time=timestamp(value.window_close_us),
+        exchanges=value.trades.exchanges,
+    )
+
+
+def levels(values: tuple[Level, ...]) -> list[md.OrderbookLevel]:
+    """Book levels on the wire."""
+    return [md.OrderbookLevel(price=to_wire(level.price), quantity=to_wire(level.quantity)) for level in values]

@@ -1,0 +1,111 @@
+"""The one table from domain errors to gRPC status codes, with google.rpc rich details."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from wadm_grpc.domain.errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
+
+log = logging.getLogger("wadm_grpc.api")
+
+S = TypeVar("S")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _packed(detail: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    return packed
+
+
+def _retry_info(seconds: float) -> any_pb2.Any:
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(int(seconds * 1e9))
+    return _packed(error_details_pb2.RetryInfo(retry_delay=delay))
+
+
+def status_of(error: Exception, *, rpc: str) -> status_pb2.Status:
+    """The google.rpc.Status a caller sees for `error` (unexpected errors become INTERNAL + request id)."""
+    if isinstance(error, InvalidArgumentError):
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in error.violations
+            ]
+        )
+        return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[_packed(bad)])
+    if isinstance(error, NotFoundError):
+        return status_pb2.Status(code=code_pb2.NOT_FOUND, message=str(error))
+    if isinstance(error, ResourceExhaustedError):
+        return status_pb2.Status(
+            code=code_pb2.RESOURCE_EXHAUSTED,
+            message=str(error),
+            details=[_retry_info(error.retry_after_seconds)],
+        )
+    if isinstance(error, UnavailableError):
+        return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=str(error), details=[_retry_info(1.0)])
+    request_id = uuid.uuid4().hex[:16]
+    log.error("unexpected error", extra={"rpc": rpc, "request_id": request_id}, exc_info=error)
+    info = error_details_pb2.RequestInfo(request_id=request_id)
+    return status_pb2.Status(
+        code=code_pb2.INTERNAL,
+        message=f"internal error (request id {request_id})",
+        details=[_packed(info)],
+    )
+
+
+async def abort(context: Context, error: Exception, *, rpc: str) -> NoReturn:
+    """End the call with the status for `error`."""
+    await context.abort_with_status(rpc_status.to_status(status_of(error, rpc=rpc)))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+def unary(
+    method: Callable[[S, Req, Context], Awaitable[Resp]],
+) -> Callable[[S, Req, Context], Awaitable[Resp]]:
+    """Map errors of a unary-response handler (unary or client-streaming request)."""
+
+    @functools.wraps(method)
+    async def handler(self: S, request: Req, context: Context) -> Resp:
+        try:
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await abort(context, error, rpc=method.__name__)
+
+    return handler
+
+
+def streaming(
+    method: Callable[[S, Req, Context], AsyncIterator[Resp]],
+) -> Callable[[S, Req, Context], AsyncIterator[Resp]]:
+    """Map errors of a server-streaming handler."""
+
+    @functools.wraps(method)
+    async def handler(self: S, request: Req, context: Context) -> AsyncIterator[Resp]:
+        try:
+            async for response in method(self, request, context):
+                yield response
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:
+            await abort(context, error, rpc=method.__name__)
+
+    return handler

@@ -1,0 +1,135 @@
+"""MarketDataService servicer: convert the request, call the service, convert the answer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from wadm_grpc.api.grpc import convert
+from wadm_grpc.api.grpc.errors import Context, streaming, unary
+from wadm_grpc.domain.decimals import to_wire
+from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
+from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2_grpc as md_grpc
+from wadm_grpc.services.candles import CandleService, CandlesRequest
+from wadm_grpc.services.orderbook import OrderbookService
+from wadm_grpc.services.stats import StatsService
+from wadm_grpc.services.streaming import StreamService
+from wadm_grpc.services.symbols import SymbolService
+from wadm_grpc.services.trades import TradeService, TradesRequest
+
+
+class MarketDataServicer(md_grpc.MarketDataServiceServicer):
+    """gRPC face of the read services."""
+
+    def __init__(
+        self,
+        *,
+        candles: CandleService,
+        symbols: SymbolService,
+        stats: StatsService,
+        orderbook: OrderbookService,
+        trades: TradeService,
+        streams: StreamService,
+    ) -> None:
+        self._candles = candles
+        self._symbols = symbols
+        self._stats = stats
+        self._orderbook = orderbook
+        self._trades = trades
+        self._streams = streams
+
+    @unary
+    async def GetCandles(self, request: md.GetCandlesRequest, context: Context) -> md.GetCandlesResponse:
+        symbol, candles = await self._candles.get_candles(
+            CandlesRequest(
+                symbol=request.symbol,
+                timeframe=convert.timeframe(request.timeframe),
+                exchanges=tuple(request.exchanges),
+                start_us=convert.optional_micros(request, "start_time"),
+                end_us=convert.optional_micros(request, "end_time"),
+                limit=request.limit if request.HasField("limit") else None,
+                fill_gaps=request.fill_gaps,
+            )
+        )
+        return md.GetCandlesResponse(
+            symbol=symbol,
+            timeframe=request.timeframe,
+            candles=[convert.candle(candle) for candle in candles],
+        )
+
+    @unary
+    async def ListSymbols(self, request: md.ListSymbolsRequest, context: Context) -> md.ListSymbolsResponse:
+        summaries = await self._symbols.list_symbols(request.exchanges)
+        return md.ListSymbolsResponse(symbols=[convert.symbol_summary(s) for s in summaries])
+
+    @unary
+    async def GetMarketStats(self, request: md.GetMarketStatsRequest, context: Context) -> md.GetMarketStatsResponse:
+        stats = await self._stats.get_market_stats(request.symbol, convert.stats_window(request), request.exchanges)
+        return md.GetMarketStatsResponse(stats=convert.market_stats(stats))
+
+    @unary
+    async def GetMultiStats(self, request: md.GetMultiStatsRequest, context: Context) -> md.GetMultiStatsResponse:
+        window = convert.stats_window(request)
+        multi = await self._stats.get_multi_stats(request.symbols, window, request.exchanges)
+        results = []
+        for symbol, stats in multi.results:
+            if stats is None:
+                reason = f"no trades in the last {window.label}"
+                results.append(md.SymbolStats(symbol=symbol, no_trades=md.NoTrades(reason=reason)))
+            else:
+                results.append(md.SymbolStats(symbol=symbol, stats=convert.market_stats(stats)))
+        return md.GetMultiStatsResponse(
+            results=results,
+            window_open_time=convert.timestamp(multi.window_open_us),
+            window_close_time=convert.timestamp(multi.window_close_us),
+        )
+
+    @unary
+    async def GetOrderbook(self, request: md.GetOrderbookRequest, context: Context) -> md.GetOrderbookResponse:
+        depth = request.depth if request.HasField("depth") else None
+        found = await self._orderbook.get_orderbook(request.symbol, depth, request.exchanges)
+        book = found.book
+        return md.GetOrderbookResponse(
+            symbol=found.symbol,
+            simulated=True,
+            bids=convert.levels(book.bids),
+            asks=convert.levels(book.asks),
+            mid_price=to_wire(book.mid),
+            spread=to_wire(book.spread),
+            tick_size=to_wire(book.tick),
+            window_open_time=convert.timestamp(found.window_open_us),
+            window_close_time=convert.timestamp(found.window_close_us),
+            trade_count=found.trade_count,
+            exchanges=found.exchanges,
+        )
+
+    @unary
+    async def ListTrades(self, request: md.ListTradesRequest, context: Context) -> md.ListTradesResponse:
+        page = await self._trades.list_trades(
+            TradesRequest(
+                symbol=request.symbol,
+                exchanges=request.exchanges,
+                start_us=convert.optional_micros(request, "start_time"),
+                end_us=convert.optional_micros(request, "end_time"),
+                page_size=request.page_size,
+                page_token=request.page_token,
+            )
+        )
+        return md.ListTradesResponse(
+            trades=[convert.trade(t) for t in page.trades], next_page_token=page.next_page_token
+        )
+
+    @streaming
+    async def StreamTrades(
+        self, request: md.StreamTradesRequest, context: Context
+    ) -> AsyncIterator[md.StreamTradesResponse]:
+        heartbeat = request.heartbeat_interval.ToNanoseconds() / 1e9 if request.HasField("heartbeat_interval") else None
+        events = self._streams.stream_trades(request.symbols, request.exchanges, heartbeat)
+        try:
+            async for event in events:
+                if isinstance(event, list):
+                    yield md.StreamTradesResponse(trades=md.TradeBatch(trades=[convert.trade(t) for t in event]))
+                else:
+                    beat = md.Heartbeat(server_time=convert.timestamp(event.server_time_us))
+                    yield md.StreamTradesResponse(heartbeat=beat)
+        finally:
+            await events.aclose()

@@ -1,0 +1,141 @@
+"""The composition root: settings -> store, bus, clock -> services -> servers. Nothing is wired at import."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from wadm_grpc.api.grpc.ingest import TradeIngestServicer
+from wadm_grpc.api.grpc.market_data import MarketDataServicer
+from wadm_grpc.api.grpc.server import GrpcServer, build_server
+from wadm_grpc.bus.memory import InProcessTradeBus
+from wadm_grpc.config import Settings, SettingsError
+from wadm_grpc.domain.clock import SystemClock
+from wadm_grpc.feeds.demo import DemoFeed
+from wadm_grpc.ports import Clock, TradeBus, TradeStore
+from wadm_grpc.services.candles import CandleService
+from wadm_grpc.services.ingest import IngestService
+from wadm_grpc.services.orderbook import OrderbookService
+from wadm_grpc.services.page_tokens import PageTokens
+from wadm_grpc.services.stats import StatsService
+from wadm_grpc.services.streaming import StreamService
+from wadm_grpc.services.symbols import SymbolService
+from wadm_grpc.services.trades import TradeService
+
+log = logging.getLogger("wadm_grpc")
+
+
+@dataclass
+class App:
+    """Everything one server process runs, wired."""
+
+    settings: Settings
+    store: TradeStore
+    bus: TradeBus
+    clock: Clock
+    ingest: IngestService
+    candles: CandleService
+    symbols: SymbolService
+    stats: StatsService
+    orderbook: OrderbookService
+    trades: TradeService
+    streams: StreamService
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Stop background work, end live streams, release the store."""
+        for task in self.background:
+            task.cancel()
+        for task in self.background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.bus.close()
+        await self.store.close()
+
+
+def build_store(settings: Settings) -> TradeStore:
+    """The store named by settings.store (DuckDB file by default)."""
+    path = settings.duckdb_path
+    if path is None:
+        raise SettingsError(f"WADM_STORE={settings.store!r}: the MongoDB store is not available in this build")
+    from wadm_grpc.stores.duckdb import DuckDBTradeStore
+
+    return DuckDBTradeStore(path)
+
+
+def bootstrap(
+    settings: Settings, *, store: TradeStore | None = None, bus: TradeBus | None = None, clock: Clock | None = None
+) -> App:
+    """Wire the services (tests pass their own store, bus or clock)."""
+    store = store if store is not None else build_store(settings)
+    bus = bus if bus is not None else InProcessTradeBus(buffer_trades=settings.stream_buffer_trades)
+    clock = clock if clock is not None else SystemClock()
+    return App(
+        settings=settings,
+        store=store,
+        bus=bus,
+        clock=clock,
+        ingest=IngestService(store, bus),
+        candles=CandleService(store, clock),
+        symbols=SymbolService(store),
+        stats=StatsService(store, clock),
+        orderbook=OrderbookService(store, clock),
+        trades=TradeService(store, PageTokens(settings.page_token_key)),
+        streams=StreamService(bus, clock),
+    )
+
+
+async def start_grpc(app: App, address: str) -> GrpcServer:
+    """A started gRPC server serving `app`."""
+    return await build_server(
+        market_data=MarketDataServicer(
+            candles=app.candles,
+            symbols=app.symbols,
+            stats=app.stats,
+            orderbook=app.orderbook,
+            trades=app.trades,
+            streams=app.streams,
+        ),
+        ingest=TradeIngestServicer(ingest=app.ingest),
+        address=address,
+    )
+
+
+def start_demo_feed(app: App) -> DemoFeed:
+    """Run the demo feed in the background of `app`."""
+    feed = DemoFeed(
+        ingest=app.ingest,
+        store=app.store,
+        clock=app.clock,
+        seed=app.settings.demo_seed,
+        backfill_seconds=app.settings.demo_backfill_seconds,
+    )
+    app.background.append(asyncio.create_task(feed.run(), name="demo-feed"))
+    return feed
+
+
+async def serve(settings: Settings) -> None:
+    """Run the service until SIGTERM or SIGINT, then drain gracefully."""
+    app = bootstrap(settings)
+    server = await start_grpc(app, settings.address)
+    log.info(
+        "wadm-grpc started",
+        extra={"address": settings.address, "port": server.port, "store": settings.store, "demo": settings.demo_feed},
+    )
+    if settings.demo_feed:
+        start_demo_feed(app)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("shutting down", extra={"grace_seconds": settings.grace_seconds})
+    await server.start_draining()
+    # Live streams end with UNAVAILABLE now, so they do not hold the grace period.
+    await app.bus.close()
+    await server.stop(settings.grace_seconds)
+    await app.close()
+    log.info("stopped")

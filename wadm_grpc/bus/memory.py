@@ -1,0 +1,138 @@
+"""InProcessTradeBus: fan-out of ingested trades to this process's subscribers.
+
+Each subscriber has a bounded buffer. Publishing never waits: a subscriber whose buffer is full is
+cut off (its iterator raises ResourceExhaustedError) instead of slowing ingest or other subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Sequence
+
+from wadm_grpc.domain.errors import ResourceExhaustedError, UnavailableError, WadmError
+from wadm_grpc.domain.trade import Trade
+
+DEFAULT_BUFFER_TRADES = 10_000
+# How soon a cut-off subscriber may reconnect (google.rpc.RetryInfo).
+RETRY_AFTER_SECONDS = 1.0
+
+
+class MemorySubscription:
+    """One subscriber's bounded buffer of trades."""
+
+    def __init__(
+        self, bus: InProcessTradeBus, symbols: frozenset[str], exchanges: frozenset[str], capacity: int
+    ) -> None:
+        self.symbols = symbols
+        self.exchanges = exchanges
+        self._bus = bus
+        self._capacity = capacity
+        self._pending: list[Trade] = []
+        self._wake = asyncio.Event()
+        self._error: WadmError | None = None
+        self._closed = False
+
+    def offer(self, trades: list[Trade]) -> None:
+        """Buffer `trades` or, when they do not fit, end the subscription. Never blocks."""
+        if self._closed:
+            return
+        if self.exchanges:
+            trades = [t for t in trades if t.exchange in self.exchanges]
+        if not trades:
+            return
+        if len(self._pending) + len(trades) > self._capacity:
+            self.fail(
+                ResourceExhaustedError(
+                    f"stream fell more than {self._capacity} trades behind and was ended; reconnect",
+                    retry_after_seconds=RETRY_AFTER_SECONDS,
+                )
+            )
+            return
+        self._pending.extend(trades)
+        self._wake.set()
+
+    def fail(self, error: WadmError) -> None:
+        """End the subscription: the iterator raises `error` (buffered trades are dropped)."""
+        if self._error is None and not self._closed:
+            self._error = error
+            self._pending = []
+            self._bus.remove(self)
+            self._wake.set()
+
+    def close(self) -> None:
+        """Stop receiving; idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._pending = []
+            self._bus.remove(self)
+            self._wake.set()
+
+    async def get(self, timeout_seconds: float) -> list[Trade] | None:
+        """The trades buffered since the last call (waiting up to `timeout_seconds`), or None if none came.
+
+        Raises the error that ended the subscription (ResourceExhaustedError, UnavailableError).
+        """
+        if not self._pending and self._error is None and not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout_seconds)
+        self._wake.clear()
+        if self._error is not None:
+            raise self._error
+        if not self._pending:
+            return None
+        batch, self._pending = self._pending, []
+        return batch
+
+
+class InProcessTradeBus:
+    """TradeBus within one process."""
+
+    def __init__(self, *, buffer_trades: int = DEFAULT_BUFFER_TRADES) -> None:
+        self._buffer_trades = buffer_trades
+        self._by_symbol: defaultdict[str, set[MemorySubscription]] = defaultdict(set)
+        self._closed = False
+
+    @property
+    def subscriber_count(self) -> int:
+        """Live subscriptions (for tests and stats)."""
+        return len({sub for subs in self._by_symbol.values() for sub in subs})
+
+    async def publish(self, trades: Sequence[Trade]) -> None:
+        """Hand `trades` to every matching subscriber, per symbol in the given order."""
+        self.deliver(trades)
+
+    def deliver(self, trades: Sequence[Trade]) -> None:
+        """Synchronous fan-out (also used by buses that receive trades from elsewhere)."""
+        by_symbol: defaultdict[str, list[Trade]] = defaultdict(list)
+        for trade in trades:
+            if trade.symbol in self._by_symbol:
+                by_symbol[trade.symbol].append(trade)
+        for symbol, batch in by_symbol.items():
+            for subscription in list(self._by_symbol.get(symbol, ())):
+                subscription.offer(batch)
+
+    def subscribe(self, symbols: frozenset[str], exchanges: frozenset[str]) -> MemorySubscription:
+        """A new subscription; raises UnavailableError once the bus is closed."""
+        if self._closed:
+            raise UnavailableError("server is shutting down")
+        subscription = MemorySubscription(self, symbols, exchanges, self._buffer_trades)
+        for symbol in symbols:
+            self._by_symbol[symbol].add(subscription)
+        return subscription
+
+    def remove(self, subscription: MemorySubscription) -> None:
+        """Forget a subscription (called by the subscription itself)."""
+        for symbol in subscription.symbols:
+            subscribers = self._by_symbol.get(symbol)
+            if subscribers is not None:
+                subscribers.discard(subscription)
+                if not subscribers:
+                    del self._by_symbol[symbol]
+
+    async def close(self) -> None:
+        """End every subscription with UnavailableError (server shutting down)."""
+        self._closed = True
+        for subscription in {sub for subs in self._by_symbol.values() for sub in subs}:
+            subscription.fail(UnavailableError("server is shutting down; reconnect"))

@@ -1,0 +1,98 @@
+"""Settings: frozen, read from the environment here and nowhere else."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+DEFAULT_STORE = "duckdb:var/wadm.duckdb"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot use."""
+
+
+def _flag(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name}={value!r}: expected true/false")
+
+
+def _number(value: str, name: str, kind: type[int] | type[float], low: float, high: float) -> Any:
+    try:
+        number = kind(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r}: expected a number") from None
+    if not low <= number <= high:
+        raise SettingsError(f"{name}={value!r}: expected {low} to {high}")
+    return number
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable. See README "Configuration" for the environment variables."""
+
+    host: str = "127.0.0.1"
+    port: int = 50051
+    store: str = DEFAULT_STORE
+    demo_feed: bool = False
+    demo_seed: int = 7
+    demo_backfill_seconds: int = 3600
+    grace_seconds: float = 10.0
+    log_level: str = "INFO"
+    log_json: bool = True
+    stream_buffer_trades: int = 10_000
+    page_token_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+
+    @property
+    def address(self) -> str:
+        """host:port to listen on."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def duckdb_path(self) -> str | None:
+        """The DuckDB file when the store is the embedded one, else None."""
+        if self.store.startswith(("mongodb://", "mongodb+srv://")):
+            return None
+        path = self.store.removeprefix("duckdb:")
+        return path.removeprefix("//") if path.startswith("///") else path
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from WADM_* variables (unset ones keep their defaults), then `overrides`."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if "WADM_HOST" in env:
+            values["host"] = env["WADM_HOST"]
+        if "WADM_PORT" in env:
+            values["port"] = _number(env["WADM_PORT"], "WADM_PORT", int, 0, 65535)
+        if "WADM_STORE" in env:
+            values["store"] = env["WADM_STORE"]
+        if "WADM_DEMO_FEED" in env:
+            values["demo_feed"] = _flag(env["WADM_DEMO_FEED"], "WADM_DEMO_FEED")
+        if "WADM_DEMO_SEED" in env:
+            values["demo_seed"] = _number(env["WADM_DEMO_SEED"], "WADM_DEMO_SEED", int, 0, 2**63)
+        if "WADM_DEMO_BACKFILL_SECONDS" in env:
+            values["demo_backfill_seconds"] = _number(
+                env["WADM_DEMO_BACKFILL_SECONDS"], "WADM_DEMO_BACKFILL_SECONDS", int, 0, 30 * 86400
+            )
+        if "WADM_GRACE_SECONDS" in env:
+            values["grace_seconds"] = _number(env["WADM_GRACE_SECONDS"], "WADM_GRACE_SECONDS", float, 0, 3600)
+        if "WADM_LOG_LEVEL" in env:
+            values["log_level"] = env["WADM_LOG_LEVEL"].upper()
+        if "WADM_LOG_FORMAT" in env:
+            values["log_json"] = env["WADM_LOG_FORMAT"].lower() != "text"
+        if "WADM_STREAM_BUFFER_TRADES" in env:
+            values["stream_buffer_trades"] = _number(
+                env["WADM_STREAM_BUFFER_TRADES"], "WADM_STREAM_BUFFER_TRADES", int, 1, 10_000_000
+            )
+        if env.get("WADM_PAGE_TOKEN_KEY"):
+            values["page_token_key"] = env["WADM_PAGE_TOKEN_KEY"].encode()
+        return replace(cls(**values), **overrides)

@@ -1,0 +1,1 @@
+"""The domain: trades, timeframes, exact decimals and aggregates. Pure Python, stdlib only."""

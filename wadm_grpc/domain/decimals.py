@@ -1,0 +1,70 @@
+"""Exact decimals: parsing wire strings, formatting, and arithmetic that never rounds silently."""
+
+from __future__ import annotations
+
+import decimal
+import re
+from decimal import Decimal
+
+# Every stored decimal has at most this many digits after the point (stores use DECIMAL(38, 18)).
+MAX_SCALE = 18
+# And at most this many before it.
+MAX_INTEGER_DIGITS = 20
+
+# Wide enough that no sum or product of stored values is ever rounded.
+EXACT = decimal.Context(prec=100, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.Inexact, decimal.Overflow])
+_ROUNDING = decimal.Context(prec=100, rounding=decimal.ROUND_HALF_EVEN)
+_PLAIN = re.compile(r"^(0|[1-9][0-9]*)(\.[0-9]+)?$")
+
+
+def parse_positive(text: str) -> Decimal:
+    """Parse a positive plain decimal string ("61800.30"); raise ValueError saying what is wrong."""
+    if not text:
+        raise ValueError("is empty")
+    if not _PLAIN.match(text):
+        raise ValueError(f"{text!r} is not a plain decimal (digits, one optional point; no sign or exponent)")
+    value = Decimal(text)
+    if value <= 0:
+        raise ValueError(f"{text!r} must be greater than zero")
+    if scale_of(value) > MAX_SCALE:
+        raise ValueError(f"{text!r} has more than {MAX_SCALE} digits after the point")
+    if len(text.split(".")[0]) > MAX_INTEGER_DIGITS:
+        raise ValueError(f"{text!r} has more than {MAX_INTEGER_DIGITS} digits before the point")
+    return value
+
+
+def scale_of(value: Decimal) -> int:
+    """Digits after the point, as written ("1.50" -> 2, "7" -> 0)."""
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int), "finite decimals only"
+    return max(0, -exponent)
+
+
+def with_scale(value: Decimal, scale: int) -> Decimal:
+    """The same number written with exactly `scale` digits after the point (must not lose digits)."""
+    return value.quantize(Decimal(1).scaleb(-scale), context=EXACT)
+
+
+def rounded(value: Decimal, scale: int) -> Decimal:
+    """`value` rounded half-even to `scale` digits after the point."""
+    return value.quantize(Decimal(1).scaleb(-scale), context=_ROUNDING)
+
+
+def multiply(a: Decimal, b: Decimal) -> Decimal:
+    """Exact product."""
+    return EXACT.multiply(a, b)
+
+
+def subtract(a: Decimal, b: Decimal) -> Decimal:
+    """Exact difference."""
+    return EXACT.subtract(a, b)
+
+
+def divide(a: Decimal, b: Decimal, scale: int) -> Decimal:
+    """a / b rounded half-even to `scale` digits after the point."""
+    return rounded(_ROUNDING.divide(a, b), scale)
+
+
+def to_wire(value: Decimal) -> str:
+    """Plain notation, never an exponent ("0.00000001", not "1E-8")."""
+    return format(value, "f")

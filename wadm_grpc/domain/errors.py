@@ -1,0 +1,68 @@
+"""Domain errors: the one exception hierarchy services raise; api/grpc maps it to status codes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One bad request field: its path in the request ("trades[3].price") and what is wrong."""
+
+    field: str
+    description: str
+
+
+class WadmError(Exception):
+    """Root of every error this service raises on purpose."""
+
+
+class InvalidArgumentError(WadmError):
+    """The request is malformed; `violations` name each bad field."""
+
+    def __init__(self, violations: Sequence[FieldViolation], message: str | None = None) -> None:
+        self.violations = tuple(violations)
+        text = message or "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        super().__init__(text)
+
+    @classmethod
+    def of(cls, field: str, description: str) -> InvalidArgumentError:
+        """A single-violation error."""
+        return cls([FieldViolation(field, description)])
+
+
+class NotFoundError(WadmError):
+    """The request is well formed but names data that does not exist."""
+
+
+class ResourceExhaustedError(WadmError):
+    """A limit was hit; the caller may retry after `retry_after_seconds`."""
+
+    def __init__(self, message: str, *, retry_after_seconds: float) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(message)
+
+
+class UnavailableError(WadmError):
+    """The service cannot serve now (shutting down, a dependency down); retrying later may work."""
+
+
+class Violations:
+    """Collects field violations so a request reports every problem at once."""
+
+    def __init__(self) -> None:
+        self._items: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        """Record that `field` is wrong."""
+        self._items.append(FieldViolation(field, description))
+
+    def extend(self, error: InvalidArgumentError) -> None:
+        """Record every violation of `error`."""
+        self._items.extend(error.violations)
+
+    def raise_if_any(self) -> None:
+        """Raise InvalidArgumentError if anything was recorded."""
+        if self._items:
+            raise InvalidArgumentError(self._items)

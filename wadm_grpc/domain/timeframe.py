@@ -1,0 +1,84 @@
+"""Candle timeframes and UTC bucket arithmetic (epoch microseconds)."""
+
+from __future__ import annotations
+
+import enum
+
+MICROS_PER_SECOND = 1_000_000
+MINUTE_US = 60 * MICROS_PER_SECOND
+HOUR_US = 60 * MINUTE_US
+DAY_US = 24 * HOUR_US
+WEEK_US = 7 * DAY_US
+# 1970-01-01 was a Thursday; weeks start on Monday (1970-01-05), as Binance's do.
+WEEK_OFFSET_US = 4 * DAY_US
+
+
+class Timeframe(enum.Enum):
+    """A candle interval: (name, length in microseconds)."""
+
+    M1 = ("1m", MINUTE_US)
+    M5 = ("5m", 5 * MINUTE_US)
+    M15 = ("15m", 15 * MINUTE_US)
+    M30 = ("30m", 30 * MINUTE_US)
+    H1 = ("1h", HOUR_US)
+    H4 = ("4h", 4 * HOUR_US)
+    D1 = ("1d", DAY_US)
+    W1 = ("1w", WEEK_US)
+
+    @property
+    def label(self) -> str:
+        """Binance-style name ("1m", "4h", "1w")."""
+        return self.value[0]
+
+    @property
+    def micros(self) -> int:
+        """Length in microseconds."""
+        return self.value[1]
+
+    @property
+    def offset_us(self) -> int:
+        """Where buckets are anchored relative to the epoch (weeks: Monday)."""
+        return WEEK_OFFSET_US if self is Timeframe.W1 else 0
+
+    @property
+    def rollup(self) -> Rollup:
+        """The stored rollup tier this timeframe is aggregated from (the coarsest that divides it)."""
+        if self.micros % DAY_US == 0:
+            return Rollup.D1
+        if self.micros % HOUR_US == 0:
+            return Rollup.H1
+        return Rollup.M1
+
+    def bucket_start(self, time_us: int) -> int:
+        """Open time of the bucket holding `time_us`."""
+        return time_us - (time_us - self.offset_us) % self.micros
+
+    @classmethod
+    def from_label(cls, label: str) -> Timeframe:
+        """The timeframe named `label` ("1h"); ValueError if none."""
+        for timeframe in cls:
+            if timeframe.label == label:
+                return timeframe
+        raise ValueError(f"unknown timeframe {label!r}")
+
+
+class Rollup(enum.Enum):
+    """Stored aggregation tiers: 1m from trades, 1h from 1m, 1d from 1h."""
+
+    M1 = ("1m", MINUTE_US)
+    H1 = ("1h", HOUR_US)
+    D1 = ("1d", DAY_US)
+
+    @property
+    def label(self) -> str:
+        """Tier name, used in table and collection names."""
+        return self.value[0]
+
+    @property
+    def micros(self) -> int:
+        """Bucket length in microseconds."""
+        return self.value[1]
+
+    def bucket_start(self, time_us: int) -> int:
+        """Open time of the tier bucket holding `time_us`."""
+        return time_us - time_us % self.micros

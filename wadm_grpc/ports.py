@@ -1,0 +1,107 @@
+"""Ports: the small interfaces services depend on; adapters in stores/, bus/ implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from wadm_grpc.domain.aggregate import Aggregate, SymbolSummary, WindowStats
+from wadm_grpc.domain.timeframe import Timeframe
+from wadm_grpc.domain.trade import Trade, TradeCursor
+
+
+@dataclass(frozen=True, slots=True)
+class CandleQuery:
+    """Which buckets of one symbol to aggregate.
+
+    Bounds are bucket open times (inclusive). `newest_first` selects the newest `limit` buckets at or
+    before `end_us`; otherwise the oldest `limit` at or after `start_us`. Empty buckets never count.
+    """
+
+    symbol: str
+    exchanges: tuple[str, ...]
+    timeframe: Timeframe
+    start_us: int | None
+    end_us: int | None
+    limit: int
+    newest_first: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TradeQuery:
+    """A page of one symbol's trades, newest first, strictly after `cursor` in that order."""
+
+    symbol: str
+    exchanges: tuple[str, ...]
+    start_us: int | None
+    end_us: int | None
+    cursor: TradeCursor | None
+    limit: int
+
+
+class TradeStore(Protocol):
+    """Where trades live, with their exact aggregates."""
+
+    async def insert_trades(self, trades: Sequence[Trade]) -> list[Trade]:
+        """Store, atomically, the trades whose (exchange, symbol, trade_id) is new; return those, in input order."""
+        ...
+
+    async def candles(self, query: CandleQuery) -> list[tuple[int, Aggregate]]:
+        """Non-empty buckets selected by `query`, as (open time, aggregate), oldest first."""
+        ...
+
+    async def symbols(self, exchanges: tuple[str, ...]) -> list[SymbolSummary]:
+        """Every symbol with trades on `exchanges` (all if empty), alphabetically."""
+        ...
+
+    async def window_stats(
+        self, symbols: Sequence[str], exchanges: tuple[str, ...], start_us: int, end_us: int
+    ) -> dict[str, WindowStats]:
+        """Aggregates of the trades in [start_us, end_us] of each symbol that has any, in ONE query."""
+        ...
+
+    async def trades(self, query: TradeQuery) -> list[Trade]:
+        """Up to `limit` trades, newest first (time, exchange, trade id descending)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and files."""
+        ...
+
+
+class Subscription(Protocol):
+    """A live subscription to trades, delivered in ingest order."""
+
+    async def get(self, timeout_seconds: float) -> list[Trade] | None:
+        """Trades received since the last call, waiting up to `timeout_seconds`; None if none came.
+
+        Raises ResourceExhaustedError when the subscriber fell too far behind, UnavailableError on shutdown.
+        """
+        ...
+
+    def close(self) -> None:
+        """Stop receiving; idempotent."""
+        ...
+
+
+class TradeBus(Protocol):
+    """Fan-out of freshly ingested trades to live subscribers."""
+
+    async def publish(self, trades: Sequence[Trade]) -> None:
+        """Deliver `trades` (already stored) to every matching subscriber; never blocks on a slow one."""
+        ...
+
+    def subscribe(self, symbols: frozenset[str], exchanges: frozenset[str]) -> Subscription:
+        """A subscription to trades of `symbols` on `exchanges` (every exchange if empty)."""
+        ...
+
+    async def close(self) -> None:
+        """End every subscription (they raise UnavailableError) and release resources."""
+        ...
+
+
+class Clock(Protocol):
+    """The time, in epoch microseconds UTC."""
+
+    def now_us(self) -> int: ...

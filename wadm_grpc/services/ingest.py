@@ -1,0 +1,44 @@
+"""PublishTrades: validate, store idempotently, then fan out to live subscribers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from wadm_grpc.domain.errors import InvalidArgumentError
+from wadm_grpc.domain.trade import Trade
+from wadm_grpc.domain.trade_input import TradeInput, parse_trades
+from wadm_grpc.ports import TradeBus, TradeStore
+
+MAX_BATCH = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one batch did."""
+
+    accepted: int
+    duplicates: int
+
+
+class IngestService:
+    """The one way trades get in: PublishTrades, the CSV importer and the demo feed all come here."""
+
+    def __init__(self, store: TradeStore, bus: TradeBus) -> None:
+        self._store = store
+        self._bus = bus
+
+    async def publish_trades(self, batch: list[TradeInput]) -> IngestResult:
+        """Validate the whole batch (nothing is written if any trade is bad), then store it."""
+        if not batch:
+            raise InvalidArgumentError.of("trades", "a batch needs at least one trade")
+        if len(batch) > MAX_BATCH:
+            raise InvalidArgumentError.of("trades", f"at most {MAX_BATCH} trades per batch, got {len(batch)}")
+        return await self.store_trades(parse_trades(batch))
+
+    async def store_trades(self, trades: Sequence[Trade]) -> IngestResult:
+        """Store already validated trades; publish the new ones, in ingest order."""
+        new = await self._store.insert_trades(trades)
+        if new:
+            await self._bus.publish(new)
+        return IngestResult(accepted=len(new), duplicates=len(trades) - len(new))

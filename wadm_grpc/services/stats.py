@@ -1,0 +1,72 @@
+"""GetMarketStats and GetMultiStats: rolling-window stats, many symbols in one store query."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from wadm_grpc.domain.errors import NotFoundError, Violations
+from wadm_grpc.domain.names import check_exchanges, check_market, symbol_problem
+from wadm_grpc.domain.stats import MarketStats, StatsWindow, window_bounds
+from wadm_grpc.ports import Clock, TradeStore
+
+MAX_SYMBOLS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class MultiStats:
+    """One entry per distinct symbol in request order: stats, or None when the window has no trades."""
+
+    window: StatsWindow
+    window_open_us: int
+    window_close_us: int
+    results: list[tuple[str, MarketStats | None]]
+
+
+class StatsService:
+    """Rolling stats from the store's window aggregation."""
+
+    def __init__(self, store: TradeStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def get_market_stats(self, symbol: str, window: StatsWindow, exchanges: Sequence[str]) -> MarketStats:
+        """One symbol's stats; NotFoundError when the window holds no trades."""
+        problems = Violations()
+        name, selected = check_market(symbol, exchanges, problems)
+        problems.raise_if_any()
+        multi = await self._query([name], window, selected)
+        stats = multi.results[0][1]
+        if stats is None:
+            where = f" on {', '.join(selected)}" if selected else ""
+            raise NotFoundError(f"{name} has no trades in the last {window.label}{where}")
+        return stats
+
+    async def get_multi_stats(
+        self, symbols: Sequence[str], window: StatsWindow, exchanges: Sequence[str]
+    ) -> MultiStats:
+        """Stats of 1 to 20 distinct symbols (duplicates answered once), in request order."""
+        problems = Violations()
+        names: list[str] = []
+        for index, raw in enumerate(symbols):
+            name, problem = symbol_problem(raw)
+            if problem:
+                problems.add(f"symbols[{index}]", problem)
+            elif name not in names:
+                names.append(name)
+        if not symbols:
+            problems.add("symbols", f"needs 1 to {MAX_SYMBOLS} symbols")
+        elif len(names) > MAX_SYMBOLS:
+            problems.add("symbols", f"at most {MAX_SYMBOLS} distinct symbols per call, got {len(names)}")
+        selected = check_exchanges(exchanges, problems)
+        problems.raise_if_any()
+        return await self._query(names, window, selected)
+
+    async def _query(self, names: list[str], window: StatsWindow, exchanges: tuple[str, ...]) -> MultiStats:
+        start, end = window_bounds(window, self._clock.now_us())
+        found = await self._store.window_stats(names, exchanges, start, end)
+        results: list[tuple[str, MarketStats | None]] = []
+        for name in names:
+            trades = found.get(name)
+            results.append((name, None if trades is None else MarketStats(window, start, end, trades)))
+        return MultiStats(window=window, window_open_us=start, window_close_us=end, results=results)

@@ -1,0 +1,1 @@
+"""Adapters of the TradeStore port: DuckDB (embedded default) and MongoDB."""

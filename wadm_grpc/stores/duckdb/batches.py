@@ -1,0 +1,47 @@
+"""Arrow tables handed to DuckDB for ingest (a registered Arrow table is the fast path in)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+import pyarrow as pa
+
+from wadm_grpc.domain.decimals import MAX_SCALE, scale_of
+from wadm_grpc.domain.timeframe import Rollup
+from wadm_grpc.domain.trade import Side, Trade
+
+_DECIMAL = pa.decimal128(38, MAX_SCALE)
+TRADE_COLUMNS = "exchange symbol trade_id time_us price quantity quote price_scale quantity_scale is_buy".split()
+
+
+def trades_table(trades: Collection[Trade]) -> pa.Table:
+    """Trades as rows of the `trades` table (columns in TRADE_COLUMNS order)."""
+    return pa.table(
+        {
+            "exchange": pa.array([t.exchange for t in trades], pa.string()),
+            "symbol": pa.array([t.symbol for t in trades], pa.string()),
+            "trade_id": pa.array([t.trade_id for t in trades], pa.string()),
+            "time_us": pa.array([t.time_us for t in trades], pa.int64()),
+            "price": pa.array([t.price for t in trades], _DECIMAL),
+            "quantity": pa.array([t.quantity for t in trades], _DECIMAL),
+            "quote": pa.array([t.quote_quantity for t in trades], _DECIMAL),
+            "price_scale": pa.array([scale_of(t.price) for t in trades], pa.uint8()),
+            "quantity_scale": pa.array([scale_of(t.quantity) for t in trades], pa.uint8()),
+            "is_buy": pa.array([t.side is Side.BUY for t in trades], pa.bool_()),
+        }
+    )
+
+
+def touched_buckets(trades: Iterable[Trade], tier: Rollup) -> tuple[pa.Table, int, int]:
+    """The distinct (symbol, exchange, bucket) of `tier` that `trades` fall in, with the lowest and
+    highest bucket start."""
+    keys = {(t.symbol, t.exchange, tier.bucket_start(t.time_us)) for t in trades}
+    buckets = [bucket for _, _, bucket in keys]
+    table = pa.table(
+        {
+            "symbol": pa.array([symbol for symbol, _, _ in keys], pa.string()),
+            "exchange": pa.array([exchange for _, exchange, _ in keys], pa.string()),
+            "bucket": pa.array(buckets, pa.int64()),
+        }
+    )
+    return table, min(buckets), max(buckets)

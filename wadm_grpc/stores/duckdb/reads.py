@@ -1,0 +1,135 @@
+"""DuckDB reads beyond candles: rolling-window stats (one statement for many symbols) and trade pages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+
+from wadm_grpc.domain.aggregate import Aggregate, WindowStats
+from wadm_grpc.domain.decimals import with_scale
+from wadm_grpc.domain.timeframe import Rollup
+from wadm_grpc.domain.trade import Side, Trade
+from wadm_grpc.ports import TradeQuery
+from wadm_grpc.stores.duckdb import sql
+
+Cursor = duckdb.DuckDBPyConnection
+_WIDEN = 4
+
+
+def aggregate_of(row: Sequence[Any]) -> Aggregate:
+    """An Aggregate from AGGREGATES' columns, decimals written at the precision of their trades."""
+    values = dict(zip(sql.AGGREGATE_COLUMNS, row, strict=True))
+    price, quantity, quote = values["price_scale"], values["quantity_scale"], values["quote_scale"]
+    return Aggregate(
+        open=with_scale(values["open"], price),
+        high=with_scale(values["high"], price),
+        low=with_scale(values["low"], price),
+        close=with_scale(values["close"], price),
+        volume=with_scale(values["volume"], quantity),
+        quote_volume=with_scale(values["quote"], quote),
+        trade_count=int(values["trade_count"]),
+        buy_volume=with_scale(values["buy_volume"], quantity),
+        buy_quote_volume=with_scale(values["buy_quote"], quote),
+        first_trade_us=values["open_us"],
+        last_trade_us=values["close_us"],
+    )
+
+
+def window_pieces(start_us: int, end_us: int) -> list[tuple[Rollup | None, int, int]]:
+    """Cover trade times [start_us, end_us] with as few stored buckets as possible.
+
+    Returns (tier, low, high) pieces, bucket starts in [low, high); tier None means raw trades. Whole
+    days come from the 1d tier, whole hours around them from 1h, whole minutes from 1m, and the partial
+    minutes at both edges from the trades themselves, so the result is exact for any window.
+    """
+    low, high = start_us, end_us + 1
+    pieces: list[tuple[Rollup | None, int, int]] = []
+    finer: Rollup | None = None
+    for tier in Rollup:
+        size = tier.micros
+        inner_low = -(-low // size) * size
+        inner_high = high - high % size
+        if inner_low >= inner_high:
+            break
+        pieces += [(finer, low, inner_low), (finer, inner_high, high)]
+        low, high, finer = inner_low, inner_high, tier
+    pieces.append((finer, low, high))
+    return [(tier, a, b) for tier, a, b in pieces if a < b]
+
+
+def window_stats(
+    cursor: Cursor, symbols: Sequence[str], exchanges: tuple[str, ...], start_us: int, end_us: int
+) -> dict[str, WindowStats]:
+    """Every symbol's aggregate over [start_us, end_us], in one statement."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for tier, low, high in window_pieces(start_us, end_us):
+        rows = f"({sql.TRADES_AS_BUCKETS})" if tier is None else sql.rollup_table(tier)
+        parts.append(
+            f"SELECT * FROM {rows} WHERE {sql.in_list('symbol', len(symbols))} "
+            f"AND {sql.in_list('exchange', len(exchanges))} AND bucket >= ? AND bucket < ?"
+        )
+        params += [*symbols, *exchanges, low, high]
+    statement = f"""
+SELECT symbol, list_sort(list(DISTINCT exchange)), {sql.AGGREGATES}
+FROM ({" UNION ALL ".join(parts)})
+GROUP BY symbol"""
+    result: dict[str, WindowStats] = {}
+    for symbol, names, *rest in cursor.execute(statement, params).fetchall():
+        result[symbol] = WindowStats(symbol=symbol, exchanges=tuple(names), ohlcv=aggregate_of(rest))
+    return result
+
+
+_TRADE_PAGE = """
+SELECT exchange, trade_id, time_us, price, quantity, price_scale, quantity_scale, is_buy
+FROM trades
+WHERE symbol = ? AND {exchanges} AND time_us >= ? AND time_us <= ? AND {after}
+ORDER BY time_us DESC, exchange DESC, length(trade_id) DESC, trade_id DESC
+LIMIT ?"""
+
+
+def read_trades(cursor: Cursor, query: TradeQuery) -> list[Trade]:
+    """A newest-first page, reading ever wider time windows back from the cursor until it is full."""
+    bounds = cursor.execute(
+        f"SELECT min(first_us), max(last_us), sum(trade_count) FROM markets "
+        f"WHERE symbol = ? AND {sql.in_list('exchange', len(query.exchanges))}",
+        [query.symbol, *query.exchanges],
+    ).fetchone()
+    if bounds is None or bounds[0] is None:
+        return []
+    first, last, count = bounds
+    low_limit = max(first, query.start_us if query.start_us is not None else first)
+    high = min(last, query.end_us if query.end_us is not None else last)
+    after, after_params = "TRUE", []
+    if query.cursor is not None:
+        high = min(high, query.cursor.time_us)
+        after = "(time_us, exchange, length(trade_id), trade_id) < (?, ?, ?, ?)"
+        c = query.cursor
+        after_params = [c.time_us, c.exchange, len(c.trade_id), c.trade_id]
+    statement = _TRADE_PAGE.format(exchanges=sql.in_list("exchange", len(query.exchanges)), after=after)
+    # First guess: the span that holds `limit` trades at the symbol's average density.
+    span = max(1, (last - first + 1) * query.limit // max(1, int(count)))
+    found: list[Trade] = []
+    while high >= low_limit and len(found) < query.limit:
+        low = max(low_limit, high - span + 1)
+        rows = cursor.execute(
+            statement,
+            [query.symbol, *query.exchanges, low, high, *after_params, query.limit - len(found)],
+        ).fetchall()
+        found += [
+            Trade(
+                exchange=exchange,
+                symbol=query.symbol,
+                trade_id=trade_id,
+                price=with_scale(price, price_scale),
+                quantity=with_scale(quantity, quantity_scale),
+                side=Side.BUY if is_buy else Side.SELL,
+                time_us=time_us,
+            )
+            for exchange, trade_id, time_us, price, quantity, price_scale, quantity_scale, is_buy in rows
+        ]
+        high = low - 1
+        span *= _WIDEN
+    return found

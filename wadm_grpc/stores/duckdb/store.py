@@ -1,0 +1,172 @@
+"""DuckDBTradeStore: the embedded default store, a DuckDB file with exact DECIMAL columns.
+
+Threading: one connection per process; every query runs on a cursor owned by a worker thread (never on
+the event loop). Reads use a small pool; writes go through ONE writer thread, so ingest transactions are
+serialised and never conflict, while reads keep running on their own snapshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+from wadm_grpc.domain.aggregate import Aggregate, SymbolSummary, WindowStats
+from wadm_grpc.domain.decimals import with_scale
+from wadm_grpc.domain.timeframe import Rollup
+from wadm_grpc.domain.trade import Trade
+from wadm_grpc.ports import CandleQuery, TradeQuery
+from wadm_grpc.stores.duckdb import sql
+from wadm_grpc.stores.duckdb.batches import touched_buckets, trades_table
+from wadm_grpc.stores.duckdb.reads import aggregate_of, read_trades, window_stats
+
+T = TypeVar("T")
+Cursor = duckdb.DuckDBPyConnection
+# A query first looks this many times `limit` buckets back, then widens the window 4x per miss.
+_WIDEN = 4
+
+
+class DuckDBTradeStore:
+    """TradeStore on a DuckDB file (created on first use, kept across restarts)."""
+
+    def __init__(self, path: str | Path, *, read_threads: int = 4) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._connection = duckdb.connect(str(path))
+        self._local = threading.local()
+        self._readers = ThreadPoolExecutor(read_threads, "duckdb-read", initializer=self._open_cursor)
+        self._writer = ThreadPoolExecutor(1, "duckdb-write", initializer=self._open_cursor)
+        self._cursors: list[Cursor] = []
+        self._cursors_lock = threading.Lock()
+        self.queries = 0
+        with self._connection.cursor() as cursor:
+            for ddl in (sql.TRADES_DDL, sql.MARKETS_DDL, *(sql.rollup_ddl(tier) for tier in Rollup)):
+                cursor.execute(ddl)
+
+    def _open_cursor(self) -> None:
+        cursor = self._connection.cursor()
+        self._local.cursor = cursor
+        with self._cursors_lock:
+            self._cursors.append(cursor)
+
+    async def _run(self, pool: ThreadPoolExecutor, work: Callable[[Cursor], T]) -> T:
+        self.queries += 1
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(pool, lambda: work(self._local.cursor))
+
+    async def _read(self, work: Callable[[Cursor], T]) -> T:
+        return await self._run(self._readers, work)
+
+    # -- ingest -----------------------------------------------------------------------------------
+
+    async def insert_trades(self, trades: Sequence[Trade]) -> list[Trade]:
+        if not trades:
+            return []
+        return await self._run(self._writer, lambda cursor: self._insert(cursor, trades))
+
+    def _insert(self, cursor: Cursor, trades: Sequence[Trade]) -> list[Trade]:
+        unique: dict[tuple[str, str, str], Trade] = {}
+        for trade in trades:
+            unique.setdefault((trade.exchange, trade.symbol, trade.trade_id), trade)
+        cursor.begin()
+        try:
+            cursor.register("incoming", trades_table(unique.values()))
+            inserted = cursor.execute(
+                "INSERT OR IGNORE INTO trades SELECT * FROM incoming RETURNING exchange, symbol, trade_id"
+            ).fetchall()
+            cursor.unregister("incoming")
+            fresh = {(exchange, symbol, trade_id) for exchange, symbol, trade_id in inserted}
+            new = [trade for key, trade in unique.items() if key in fresh]
+            if new:
+                self._refresh_rollups(cursor, new)
+            cursor.commit()
+        except BaseException:
+            cursor.rollback()
+            raise
+        return new
+
+    def _refresh_rollups(self, cursor: Cursor, new: Sequence[Trade]) -> None:
+        for tier in Rollup:
+            table, lowest, highest = touched_buckets(new, tier)
+            cursor.register("touched", table)
+            cursor.execute(sql.refresh_rollup(tier), [lowest, highest])
+        cursor.execute(sql.REFRESH_MARKETS)
+        cursor.unregister("touched")
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    async def candles(self, query: CandleQuery) -> list[tuple[int, Aggregate]]:
+        return await self._read(lambda cursor: self._candles(cursor, query))
+
+    def _candles(self, cursor: Cursor, query: CandleQuery) -> list[tuple[int, Aggregate]]:
+        row = cursor.execute(sql.market_bounds(len(query.exchanges)), [query.symbol, *query.exchanges]).fetchone()
+        if row is None or row[0] is None:
+            return []
+        timeframe = query.timeframe
+        size = timeframe.micros
+        first = timeframe.bucket_start(row[0])
+        last = timeframe.bucket_start(row[1])
+        if query.start_us is not None:
+            first = max(first, -(-(query.start_us - timeframe.offset_us) // size) * size + timeframe.offset_us)
+        if query.end_us is not None:
+            last = min(last, timeframe.bucket_start(query.end_us))
+        statement = sql.candles(
+            timeframe.rollup,
+            timeframe_us=size,
+            offset_us=timeframe.offset_us,
+            exchanges=len(query.exchanges),
+            newest_first=query.newest_first,
+        )
+        found: list[tuple[int, Aggregate]] = []
+        span = query.limit
+        low, high = first, last  # buckets [low, high] still to read
+        while low <= high and len(found) < query.limit:
+            if query.newest_first:
+                window_low, window_high = max(low, high - (span - 1) * size), high
+                high = window_low - size
+            else:
+                window_low, window_high = low, min(high, low + (span - 1) * size)
+                low = window_high + size
+            rows = cursor.execute(
+                statement,
+                [query.symbol, *query.exchanges, window_low, window_high + size, query.limit - len(found)],
+            ).fetchall()
+            found.extend((open_time, aggregate_of(rest)) for open_time, *rest in rows)
+            span *= _WIDEN
+        found.sort(key=lambda item: item[0])
+        return found
+
+    async def symbols(self, exchanges: tuple[str, ...]) -> list[SymbolSummary]:
+        rows = await self._read(lambda cursor: cursor.execute(sql.symbols(len(exchanges)), list(exchanges)).fetchall())
+        return [
+            SymbolSummary(
+                symbol=symbol,
+                exchanges=tuple(names),
+                trade_count=int(count),
+                first_trade_us=first,
+                last_trade_us=last,
+                last_price=with_scale(price, scale),
+            )
+            for symbol, names, count, first, last, price, scale in rows
+        ]
+
+    async def window_stats(
+        self, symbols: Sequence[str], exchanges: tuple[str, ...], start_us: int, end_us: int
+    ) -> dict[str, WindowStats]:
+        return await self._read(lambda cursor: window_stats(cursor, symbols, exchanges, start_us, end_us))
+
+    async def trades(self, query: TradeQuery) -> list[Trade]:
+        return await self._read(lambda cursor: read_trades(cursor, query))
+
+    async def close(self) -> None:
+        self._readers.shutdown(wait=True)
+        self._writer.shutdown(wait=True)
+        with self._cursors_lock:
+            for cursor in self._cursors:
+                cursor.close()
+        self._connection.close()
