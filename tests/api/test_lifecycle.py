@@ -48,8 +48,7 @@ async def test_open_streams_end_with_unavailable_on_shutdown(served: Running) ->
 
 async def wait_for_subscribers(served: Running, count: int) -> None:
     async with asyncio.timeout(10):
-        while served.bus.subscriber_count != count:
-            await asyncio.sleep(0)
+        await served.bus.wait_for_subscribers(count)
 
 
 @pytest.fixture

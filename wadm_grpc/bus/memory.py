@@ -93,11 +93,18 @@ class InProcessTradeBus:
         self._buffer_trades = buffer_trades
         self._by_symbol: defaultdict[str, set[MemorySubscription]] = defaultdict(set)
         self._closed = False
+        self._membership_changed = asyncio.Event()
 
     @property
     def subscriber_count(self) -> int:
         """Live subscriptions (for tests and stats)."""
         return len({sub for subs in self._by_symbol.values() for sub in subs})
+
+    async def wait_for_subscribers(self, count: int) -> None:
+        """Return once exactly `count` subscriptions are live (tests and benchmarks use it)."""
+        while self.subscriber_count != count:
+            self._membership_changed.clear()
+            await self._membership_changed.wait()
 
     async def publish(self, trades: Sequence[Trade]) -> None:
         """Hand `trades` to every matching subscriber, per symbol in the given order."""
@@ -120,6 +127,7 @@ class InProcessTradeBus:
         subscription = MemorySubscription(self, symbols, exchanges, self._buffer_trades)
         for symbol in symbols:
             self._by_symbol[symbol].add(subscription)
+        self._membership_changed.set()
         return subscription
 
     def remove(self, subscription: MemorySubscription) -> None:
@@ -130,6 +138,7 @@ class InProcessTradeBus:
                 subscribers.discard(subscription)
                 if not subscribers:
                     del self._by_symbol[symbol]
+        self._membership_changed.set()
 
     async def close(self) -> None:
         """End every subscription with UnavailableError (server shutting down)."""
