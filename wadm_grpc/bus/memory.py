@@ -111,14 +111,16 @@ class InProcessTradeBus:
         self.deliver(trades)
 
     def deliver(self, trades: Sequence[Trade]) -> None:
-        """Synchronous fan-out (also used by buses that receive trades from elsewhere)."""
-        by_symbol: defaultdict[str, list[Trade]] = defaultdict(list)
+        """Synchronous fan-out (also used by buses that receive trades from elsewhere).
+
+        Each subscriber gets its share of `trades` in one batch, in the order given.
+        """
+        shares: dict[MemorySubscription, list[Trade]] = {}
         for trade in trades:
-            if trade.symbol in self._by_symbol:
-                by_symbol[trade.symbol].append(trade)
-        for symbol, batch in by_symbol.items():
-            for subscription in list(self._by_symbol.get(symbol, ())):
-                subscription.offer(batch)
+            for subscription in self._by_symbol.get(trade.symbol, ()):
+                shares.setdefault(subscription, []).append(trade)
+        for subscription, share in shares.items():
+            subscription.offer(share)
 
     def subscribe(self, symbols: frozenset[str], exchanges: frozenset[str]) -> MemorySubscription:
         """A new subscription; raises UnavailableError once the bus is closed."""

@@ -1,15 +1,15 @@
 """Simulated order book from recent trades: deterministic, on the tick grid, spread from trade flow.
 
 Model (see docs/orderbook.md):
-- tick: the coarsest power of ten that every recent price is a multiple of (prices "61800.30", "61800.10"
-  -> 0.1), at most 1;
+- tick: one unit of the finest decimal the recent prices are written with ("61800.30" -> 0.01);
 - mid: halfway between the last taker-buy price (~ the ask) and the last taker-sell price (~ the bid),
   or the last price when one side is missing;
 - spread: the root mean square of trade-to-trade price changes (short-horizon volatility, which includes
-  the bid-ask bounce), rounded up to whole ticks and never below one tick;
-- levels: spaced max(1, spread/2) ticks apart; sizes grow away from the touch from the average recent
-  trade size of the side that consumes them (taker sells hit bids, taker buys lift asks), with a
-  deterministic jitter seeded by the trades themselves.
+  the bid-ask bounce), rounded up to whole ticks, never below one tick nor above 10% of the mid;
+- levels: spaced half a spread apart (at least one tick; at most so that the bid ladder spans half the
+  mid), the grid refined below the inferred tick only when a very low price needs it to stay positive;
+- sizes: growing away from the touch from the average recent trade size of the side that consumes them
+  (taker sells hit bids, taker buys lift asks), with a deterministic jitter seeded by the trades.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from wadm_grpc.domain.decimals import EXACT, scale_of
 from wadm_grpc.domain.trade import Side, Trade
 
 MIN_TICK = Decimal("1E-18")
+MAX_SPREAD_OF_MID = 0.1
+MAX_LADDER_OF_MID = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +50,8 @@ class SimulatedBook:
 
 
 def infer_tick(prices: Sequence[Decimal]) -> Decimal:
-    """The coarsest power of ten (at most 1) that divides every price."""
-    exponent = min(min(p.normalize().as_tuple().exponent for p in prices), 0)
-    assert isinstance(exponent, int)
-    return Decimal(1).scaleb(exponent)
+    """One unit of the finest decimal the prices are written with ("61800.30" -> 0.01)."""
+    return Decimal(1).scaleb(-max(scale_of(price) for price in prices))
 
 
 def simulate(trades: Sequence[Trade], depth: int) -> SimulatedBook:
@@ -65,15 +65,23 @@ def simulate(trades: Sequence[Trade], depth: int) -> SimulatedBook:
         mid = prices[-1]
     changes = [float(b - a) for a, b in itertools.pairwise(prices)]
     volatility = math.sqrt(sum(c * c for c in changes) / len(changes)) if changes else 0.0
+    centre = float(mid)
+    # Bounds that keep any flow sane: a spread of at most 10% of the mid, and a bid ladder that spans at
+    # most half of it, so every level stays above zero.
+    spread_wanted = min(volatility, MAX_SPREAD_OF_MID * centre)
+    step_wanted = spread_wanted / 2
+    if depth > 1:
+        step_wanted = min(step_wanted, MAX_LADDER_OF_MID * centre / (depth - 1))
     tick = infer_tick(prices)
     while True:
-        spread_ticks = max(1, math.ceil(volatility / float(tick) - 1e-9))
-        step_ticks = max(1, spread_ticks // 2)
+        unit = float(tick)
+        spread_ticks = max(1, math.ceil(spread_wanted / unit - 1e-9))
+        step_ticks = max(1, math.floor(step_wanted / unit + 1e-9))
         # The touch straddles the mid on the grid: best bid = floor((mid - spread/2) / tick) ticks.
         bid_ticks = math.floor(EXACT.divide(mid, tick) - Decimal(spread_ticks) / 2)
         if bid_ticks - (depth - 1) * step_ticks >= 1 or tick <= MIN_TICK:
             break
-        tick = tick / 10  # a very low price: refine the grid until the whole bid ladder stays above zero
+        tick = tick / 10  # a low price: refine the grid until the whole bid ladder stays above zero
     quantity_scale = max(scale_of(t.quantity) for t in trades)
     jitter = random.Random(zlib.crc32(f"{trades[-1].exchange}|{trades[-1].trade_id}|{len(trades)}".encode()))
     bids = _ladder(trades, Side.SELL, bid_ticks, -step_ticks, tick, depth, quantity_scale, jitter)
