@@ -1,0 +1,64 @@
+"""Validation of incoming trades and the Binance CSV reader."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from wadm_grpc.domain.errors import InvalidArgumentError
+from wadm_grpc.domain.trade import Side
+from wadm_grpc.domain.trade_input import TradeInput, parse_trades
+from wadm_grpc.feeds.binance_csv import read_trades, symbol_from_filename
+
+
+def raw(**changes: object) -> TradeInput:
+    fields: dict[str, object] = {
+        "exchange": "Binance",
+        "symbol": "btcusdt",
+        "trade_id": "42",
+        "price": "61800.30",
+        "quantity": "0.006",
+        "side": Side.BUY,
+        "time_us": 1_723_161_256_322_000,
+    }
+    return TradeInput(**(fields | changes))  # type: ignore[arg-type]
+
+
+def test_valid_trades_are_normalised() -> None:
+    [trade] = parse_trades([raw()])
+    assert (trade.exchange, trade.symbol, str(trade.price), str(trade.quote_quantity)) == (
+        "binance",
+        "BTCUSDT",
+        "61800.30",
+        "370.80180",
+    )
+
+
+def test_every_bad_field_of_every_trade_is_named() -> None:
+    with pytest.raises(InvalidArgumentError) as raised:
+        parse_trades([raw(), raw(price="x", side=None), raw(trade_id=" ", time_us=0, exchange="")])
+    assert {v.field for v in raised.value.violations} == {
+        "trades[1].price",
+        "trades[1].side",
+        "trades[2].trade_id",
+        "trades[2].time",
+        "trades[2].exchange",
+    }
+
+
+def test_products_that_cannot_be_stored_exactly_are_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="product would not be exact"):
+        parse_trades([raw(price="1.0000000001", quantity="1.000000001")])
+
+
+def test_binance_csv_with_or_without_header_and_both_time_units() -> None:
+    text = "id,price,qty,quote_qty,time,is_buyer_maker\n1,2.5,3,7.5,1723161255611,true\n2,2.5,1,2.5,1723161255611123,False\n"
+    [batch] = list(read_trades(io.StringIO(text), exchange="binance", symbol="ETHUSDT"))
+    assert [(t.trade_id, t.side, t.time_us) for t in batch] == [
+        ("1", Side.SELL, 1_723_161_255_611_000),
+        ("2", Side.BUY, 1_723_161_255_611_123),
+    ]
+    [headless] = list(read_trades(io.StringIO(text.split("\n", 1)[1]), exchange="binance", symbol="ETHUSDT"))
+    assert len(headless) == 2
+    assert symbol_from_filename(__import__("pathlib").Path("ETHUSDT-trades-2024-08-08.csv")) == "ETHUSDT"
