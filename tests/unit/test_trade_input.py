@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -53,7 +54,11 @@ def test_products_that_cannot_be_stored_exactly_are_refused() -> None:
 
 
 def test_binance_csv_with_or_without_header_and_both_time_units() -> None:
-    text = "id,price,qty,quote_qty,time,is_buyer_maker\n1,2.5,3,7.5,1723161255611,true\n2,2.5,1,2.5,1723161255611123,False\n"
+    text = (
+        "id,price,qty,quote_qty,time,is_buyer_maker\n"
+        "1,2.5,3,7.5,1723161255611,true\n"
+        "2,2.5,1,2.5,1723161255611123,False\n"
+    )
     [batch] = list(read_trades(io.StringIO(text), exchange="binance", symbol="ETHUSDT"))
     assert [(t.trade_id, t.side, t.time_us) for t in batch] == [
         ("1", Side.SELL, 1_723_161_255_611_000),
@@ -61,4 +66,4 @@ def test_binance_csv_with_or_without_header_and_both_time_units() -> None:
     ]
     [headless] = list(read_trades(io.StringIO(text.split("\n", 1)[1]), exchange="binance", symbol="ETHUSDT"))
     assert len(headless) == 2
-    assert symbol_from_filename(__import__("pathlib").Path("ETHUSDT-trades-2024-08-08.csv")) == "ETHUSDT"
+    assert symbol_from_filename(Path("ETHUSDT-trades-2024-08-08.csv")) == "ETHUSDT"
