@@ -111,29 +111,34 @@ def source_of(tier: Rollup) -> tuple[str, str]:
     return rollup_table(lower), rollup_table(lower)
 
 
-def refresh_rollup(tier: Rollup) -> str:
+def refresh_rollup(tier: Rollup, *, everything: bool = False) -> str:
     """Recompute `tier`'s buckets listed in the registered table `touched` (symbol, exchange, bucket).
 
-    Parameters: lowest and highest touched bucket start (for zone-map pruning of the source).
+    Parameters: lowest and highest touched bucket start (for zone-map pruning of the source). With
+    `everything`, rebuild every bucket from its source instead (no table, no parameters).
     """
     rows, _ = source_of(tier)
     size = tier.micros
+    only_touched = f"""
+SEMI JOIN touched AS t
+  ON s.symbol = t.symbol AND s.exchange = t.exchange AND s.bucket - s.bucket % {size} = t.bucket
+WHERE s.bucket >= ? AND s.bucket < ? + {size}"""
     return f"""
 INSERT OR REPLACE INTO {rollup_table(tier)}
 SELECT s.symbol, s.exchange, s.bucket - s.bucket % {size} AS rollup_bucket, {AGGREGATES}
-FROM {rows} AS s
-SEMI JOIN touched AS t
-  ON s.symbol = t.symbol AND s.exchange = t.exchange AND s.bucket - s.bucket % {size} = t.bucket
-WHERE s.bucket >= ? AND s.bucket < ? + {size}
+FROM {rows} AS s {"" if everything else only_touched}
 GROUP BY s.symbol, s.exchange, rollup_bucket"""
 
 
-REFRESH_MARKETS = f"""
+def refresh_markets(*, everything: bool = False) -> str:
+    """Recompute the markets in the registered table `touched` (or all of them) from the 1d tier."""
+    only_touched = """
+SEMI JOIN (SELECT DISTINCT symbol, exchange FROM touched) AS t ON r.symbol = t.symbol AND r.exchange = t.exchange"""
+    return f"""
 INSERT OR REPLACE INTO markets
 SELECT r.symbol, r.exchange, min(open_us), max(close_us), arg_max(close_id, {_CLOSE_KEY}), sum(trade_count),
        arg_max(close, {_CLOSE_KEY}), max(price_scale)
-FROM {rollup_table(Rollup.D1)} AS r
-SEMI JOIN (SELECT DISTINCT symbol, exchange FROM touched) AS t ON r.symbol = t.symbol AND r.exchange = t.exchange
+FROM {rollup_table(Rollup.D1)} AS r {"" if everything else only_touched}
 GROUP BY r.symbol, r.exchange"""
 
 

@@ -95,8 +95,25 @@ class DuckDBTradeStore:
             table, lowest, highest = touched_buckets(new, tier)
             cursor.register("touched", table)
             cursor.execute(sql.refresh_rollup(tier), [lowest, highest])
-        cursor.execute(sql.REFRESH_MARKETS)
+        cursor.execute(sql.refresh_markets())
         cursor.unregister("touched")
+
+    async def rebuild_rollups(self) -> None:
+        """Recompute every rollup tier and the markets table from the trades (after a bulk load or repair)."""
+        await self._run(self._writer, self._rebuild)
+
+    def _rebuild(self, cursor: Cursor) -> None:
+        cursor.begin()
+        try:
+            for tier in Rollup:
+                cursor.execute(f"DELETE FROM {sql.rollup_table(tier)}")
+                cursor.execute(sql.refresh_rollup(tier, everything=True))
+            cursor.execute("DELETE FROM markets")
+            cursor.execute(sql.refresh_markets(everything=True))
+            cursor.commit()
+        except BaseException:
+            cursor.rollback()
+            raise
 
     # -- reads --------------------------------------------------------------------------------------
 
