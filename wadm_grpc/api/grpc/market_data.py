@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from wadm_grpc.api.grpc import convert
 from wadm_grpc.api.grpc.errors import Context, streaming, unary
+from wadm_grpc.api.grpc.stream_wire import TradeBatchEncoder
 from wadm_grpc.domain.decimals import to_wire
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2_grpc as md_grpc
@@ -36,6 +37,7 @@ class MarketDataServicer(md_grpc.MarketDataServiceServicer):
         self._orderbook = orderbook
         self._trades = trades
         self._streams = streams
+        self._encoder = TradeBatchEncoder()
 
     @unary
     async def GetCandles(self, request: md.GetCandlesRequest, context: Context) -> md.GetCandlesResponse:
@@ -119,15 +121,15 @@ class MarketDataServicer(md_grpc.MarketDataServiceServicer):
         )
 
     @streaming
-    async def StreamTrades(
+    async def StreamTrades(  # type: ignore[override]  # yields pre-encoded bytes, see stream_wire.py
         self, request: md.StreamTradesRequest, context: Context
-    ) -> AsyncIterator[md.StreamTradesResponse]:
+    ) -> AsyncIterator[bytes | md.StreamTradesResponse]:
         heartbeat = request.heartbeat_interval.ToNanoseconds() / 1e9 if request.HasField("heartbeat_interval") else None
         events = self._streams.stream_trades(request.symbols, request.exchanges, heartbeat)
         try:
             async for event in events:
                 if isinstance(event, list):
-                    yield md.StreamTradesResponse(trades=md.TradeBatch(trades=[convert.trade(t) for t in event]))
+                    yield self._encoder.encode(event)
                 else:
                     beat = md.Heartbeat(server_time=convert.timestamp(event.server_time_us))
                     yield md.StreamTradesResponse(heartbeat=beat)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -12,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from wadm_grpc.api.grpc.ingest import TradeIngestServicer
 from wadm_grpc.api.grpc.market_data import MarketDataServicer
+from wadm_grpc.api.grpc.stream_wire import serialize_stream_message
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2_grpc as md_grpc
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
@@ -33,6 +35,33 @@ CHANNEL_OPTIONS = [
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_ping_strikes", 0),
 ]
+
+
+class _Registration:
+    """Stands in for a server to capture the method handlers generated code registers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        pass
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        self.handlers = dict(handlers)
+
+
+def _add_market_data(servicer: MarketDataServicer, server: grpc.aio.Server) -> None:
+    """Register MarketDataService, with StreamTrades' serializer accepting pre-encoded messages."""
+    registration = _Registration()
+    md_grpc.add_MarketDataServiceServicer_to_server(servicer, registration)  # type: ignore[arg-type]
+    handlers = registration.handlers
+    handlers["StreamTrades"] = handlers["StreamTrades"]._replace(  # type: ignore[attr-defined]
+        response_serializer=serialize_stream_message
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(MARKET_DATA, handlers),))
+    server.add_registered_method_handlers(MARKET_DATA, handlers)
 
 
 @dataclass
@@ -62,7 +91,7 @@ async def build_server(
 ) -> GrpcServer:
     """Create, bind and start the server; `address` like "127.0.0.1:0" (port 0 picks a free one)."""
     server = grpc.aio.server(options=CHANNEL_OPTIONS + (extra_options or []))
-    md_grpc.add_MarketDataServiceServicer_to_server(market_data, server)
+    _add_market_data(market_data, server)
     ingest_grpc.add_TradeIngestServiceServicer_to_server(ingest, server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -1,0 +1,63 @@
+"""StreamTrades on the wire: each trade is encoded once, however many streams carry it.
+
+A StreamTradesResponse holding a TradeBatch is, in protobuf's wire format, the concatenation of its
+trades' encodings, each framed as field 1 (length-delimited), framed again as field 1. So a stream's
+message is built by joining cached byte strings instead of building and serialising messages per
+subscriber, which is the per-message Python work that limits grpc.aio streaming (../shared/STACK.md).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from google.protobuf.message import Message
+
+from wadm_grpc.api.grpc import convert
+from wadm_grpc.domain.trade import Trade
+
+_FIELD_1_LENGTH_DELIMITED = b"\x0a"
+# Enough for every trade of a second or two of heavy ingest; older ones are re-encoded if ever needed.
+DEFAULT_CACHE_TRADES = 65_536
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field_1(payload: bytes) -> bytes:
+    return _FIELD_1_LENGTH_DELIMITED + _varint(len(payload)) + payload
+
+
+class TradeBatchEncoder:
+    """Serialised StreamTradesResponse(trades=TradeBatch(...)) messages, from a per-trade cache."""
+
+    def __init__(self, *, cache_trades: int = DEFAULT_CACHE_TRADES) -> None:
+        self._cache: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._limit = cache_trades
+
+    def _framed(self, trade: Trade) -> bytes:
+        key = (trade.exchange, trade.symbol, trade.trade_id)
+        framed = self._cache.get(key)
+        if framed is None:
+            framed = _field_1(convert.trade(trade).SerializeToString())
+            self._cache[key] = framed
+            if len(self._cache) > self._limit:
+                self._cache.popitem(last=False)
+        return framed
+
+    def encode(self, trades: Sequence[Trade]) -> bytes:
+        """The bytes of StreamTradesResponse(trades=TradeBatch(trades=trades))."""
+        return _field_1(b"".join([self._framed(trade) for trade in trades]))
+
+
+def serialize_stream_message(message: bytes | Message) -> bytes:
+    """Response serializer for StreamTrades: pre-encoded bytes pass through, messages serialise."""
+    if isinstance(message, bytes):
+        return message
+    return message.SerializeToString()
