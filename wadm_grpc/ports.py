@@ -105,3 +105,59 @@ class Clock(Protocol):
     """The time, in epoch microseconds UTC."""
 
     def now_us(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TierStats:
+    """Counters of one cache tier ("memory", "redis") since start."""
+
+    name: str
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+    evictions: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """A snapshot of cache counters since start.
+
+    `fallbacks`: operations the memory tier served because Redis failed or its breaker was open.
+    `loads`/`coalesced`: loader calls made, and callers that shared another caller's in-flight load.
+    """
+
+    tiers: tuple[TierStats, ...]
+    fallbacks: int = 0
+    breaker_open: bool = False
+    loads: int = 0
+    coalesced: int = 0
+
+    def tier(self, name: str) -> TierStats:
+        """The counters of tier `name`; raises KeyError if there is no such tier."""
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise KeyError(name)
+
+
+class Cache(Protocol):
+    """Bytes by key, each with a time to live. Callers serialise; values are opaque.
+
+    Operations raise UnavailableError when the backend cannot be reached (a tiered cache never does).
+    """
+
+    async def get(self, key: str) -> bytes | None:
+        """The value stored under `key`, or None if absent or expired."""
+        ...
+
+    async def set(self, key: str, value: bytes, *, ttl_seconds: float) -> None:
+        """Store `value` under `key` for `ttl_seconds`."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Forget `key` (no error if absent)."""
+        ...
+
+    def stats(self) -> CacheStats:
+        """Counters since start."""
+        ...

@@ -1,6 +1,6 @@
 """Simulated order book from recent trades: deterministic, on the tick grid, spread from trade flow.
 
-Model (see docs/orderbook.md):
+Model (also in README, "API"):
 - tick: one unit of the finest decimal the recent prices are written with ("61800.30" -> 0.01);
 - mid: halfway between the last taker-buy price (~ the ask) and the last taker-sell price (~ the bid),
   or the last price when one side is missing;
