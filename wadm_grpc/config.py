@@ -49,6 +49,16 @@ class Settings:
     log_json: bool = True
     stream_buffer_trades: int = 10_000
     page_token_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    mongo_database: str = "wadm"
+    mongo_collection: str = "trades"
+    redis_url: str | None = None
+    workers: int = 1
+    cache_enabled: bool = True
+    cache_memory_entries: int = 10_000
+    cache_ttl_candles_seconds: float = 60.0
+    cache_ttl_closed_candles_seconds: float = 3600.0
+    cache_ttl_stats_seconds: float = 30.0
+    cache_ttl_orderbook_seconds: float = 10.0
 
     @property
     def address(self) -> str:
@@ -63,6 +73,11 @@ class Settings:
             return None
         path = self.store.removeprefix("duckdb:")
         return path.removeprefix("//") if path.startswith("///") else path
+
+    @property
+    def mongo_uri(self) -> str | None:
+        """The MongoDB connection string when the store is MongoDB, else None."""
+        return self.store if self.duckdb_path is None else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -95,4 +110,21 @@ class Settings:
             )
         if env.get("WADM_PAGE_TOKEN_KEY"):
             values["page_token_key"] = env["WADM_PAGE_TOKEN_KEY"].encode()
+        for name, key in (("WADM_MONGO_DATABASE", "mongo_database"), ("WADM_MONGO_COLLECTION", "mongo_collection")):
+            if env.get(name):
+                values[key] = env[name]
+        if env.get("WADM_REDIS_URL"):
+            values["redis_url"] = env["WADM_REDIS_URL"]
+        if "WADM_WORKERS" in env:
+            values["workers"] = _number(env["WADM_WORKERS"], "WADM_WORKERS", int, 1, 64)
+        if "WADM_CACHE" in env:
+            values["cache_enabled"] = _flag(env["WADM_CACHE"], "WADM_CACHE")
+        if "WADM_CACHE_MEMORY_ENTRIES" in env:
+            values["cache_memory_entries"] = _number(
+                env["WADM_CACHE_MEMORY_ENTRIES"], "WADM_CACHE_MEMORY_ENTRIES", int, 1, 10_000_000
+            )
+        for kind in ("candles", "closed_candles", "stats", "orderbook"):
+            name = f"WADM_CACHE_TTL_{kind.upper()}_SECONDS"
+            if name in env:
+                values[f"cache_ttl_{kind}_seconds"] = _number(env[name], name, float, 0.001, 86400 * 7)
         return replace(cls(**values), **overrides)
