@@ -19,6 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (WADM_PORT, default 50051; 0 picks one)")
     serve.add_argument("--store", help="duckdb:PATH or mongodb://... (WADM_STORE)")
     serve.add_argument("--demo", action=argparse.BooleanOptionalAction, help="run the demo feed (WADM_DEMO_FEED)")
+    serve.add_argument("--workers", type=int, help="server processes sharing the port (WADM_WORKERS, default 1)")
     imp = commands.add_parser("import", help="load a Binance public-data trades CSV")
     imp.add_argument("files", nargs="+", help="CSV files (id,price,qty,quote_qty,time,is_buyer_maker)")
     imp.add_argument("--exchange", required=True, help="exchange the trades are from, e.g. binance")
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ("port", args.port),
                     ("store", args.store),
                     ("demo_feed", args.demo),
+                    ("workers", args.workers),
                 )
                 if value is not None
             }
@@ -52,10 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logs.configure(level=settings.log_level, json_lines=settings.log_json)
     if args.command == "serve":
-        from wadm_grpc.bootstrap import serve
+        from wadm_grpc import workers
 
-        asyncio.run(serve(settings))
-        return 0
+        return workers.run(settings)
     from wadm_grpc.importer import run_import
 
     return asyncio.run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from dataclasses import dataclass, field
 
@@ -63,7 +64,7 @@ def build_store(settings: Settings) -> TradeStore:
         raise SettingsError(f"WADM_STORE={settings.store!r}: the MongoDB store is not available in this build")
     from wadm_grpc.stores.duckdb import DuckDBTradeStore
 
-    return DuckDBTradeStore(path)
+    return DuckDBTradeStore(path, read_only=settings.read_only)
 
 
 def bootstrap(
@@ -88,8 +89,8 @@ def bootstrap(
     )
 
 
-async def start_grpc(app: App, address: str) -> GrpcServer:
-    """A started gRPC server serving `app`."""
+async def start_grpc(app: App, address: str, *, reuse_port: bool = False) -> GrpcServer:
+    """A started gRPC server serving `app`; `reuse_port` lets worker processes share the port."""
     return await build_server(
         market_data=MarketDataServicer(
             candles=app.candles,
@@ -101,6 +102,7 @@ async def start_grpc(app: App, address: str) -> GrpcServer:
         ),
         ingest=TradeIngestServicer(ingest=app.ingest),
         address=address,
+        extra_options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
     )
 
 
@@ -117,13 +119,20 @@ def start_demo_feed(app: App) -> DemoFeed:
     return feed
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, *, worker: int = 0) -> None:
     """Run the service until SIGTERM or SIGINT, then drain gracefully."""
     app = bootstrap(settings)
-    server = await start_grpc(app, settings.address)
+    server = await start_grpc(app, settings.address, reuse_port=settings.workers > 1)
     log.info(
         "wadm-grpc started",
-        extra={"address": settings.address, "port": server.port, "store": settings.store, "demo": settings.demo_feed},
+        extra={
+            "address": settings.address,
+            "port": server.port,
+            "store": settings.store,
+            "demo": settings.demo_feed,
+            "worker": worker,
+            "pid": os.getpid(),
+        },
     )
     if settings.demo_feed:
         start_demo_feed(app)

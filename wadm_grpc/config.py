@@ -52,6 +52,7 @@ class Settings:
     mongo_database: str = "wadm"
     mongo_collection: str = "trades"
     redis_url: str | None = None
+    read_only: bool = False
     workers: int = 1
     cache_enabled: bool = True
     cache_memory_entries: int = 10_000
@@ -115,6 +116,8 @@ class Settings:
                 values[key] = env[name]
         if env.get("WADM_REDIS_URL"):
             values["redis_url"] = env["WADM_REDIS_URL"]
+        if "WADM_READ_ONLY" in env:
+            values["read_only"] = _flag(env["WADM_READ_ONLY"], "WADM_READ_ONLY")
         if "WADM_WORKERS" in env:
             values["workers"] = _number(env["WADM_WORKERS"], "WADM_WORKERS", int, 1, 64)
         if "WADM_CACHE" in env:
@@ -127,4 +130,24 @@ class Settings:
             name = f"WADM_CACHE_TTL_{kind.upper()}_SECONDS"
             if name in env:
                 values[f"cache_ttl_{kind}_seconds"] = _number(env[name], name, float, 0.001, 86400 * 7)
-        return replace(cls(**values), **overrides)
+        return replace(cls(**values), **overrides).checked()
+
+    def checked(self) -> Settings:
+        """These settings, or SettingsError for combinations that cannot work."""
+        if self.workers > 1:
+            if self.duckdb_path is not None and not self.read_only:
+                raise SettingsError(
+                    f"WADM_WORKERS={self.workers} needs a store several processes can share: MongoDB "
+                    "(WADM_STORE=mongodb://...) or a read-only DuckDB snapshot (WADM_READ_ONLY=true); the embedded "
+                    "DuckDB store can be opened read-write by one process only"
+                )
+            if not self.redis_url:
+                raise SettingsError(
+                    f"WADM_WORKERS={self.workers} needs WADM_REDIS_URL: live trades reach every worker's streams "
+                    "through the Redis trade bus"
+                )
+            if self.port == 0:
+                raise SettingsError("WADM_WORKERS > 1 needs a fixed WADM_PORT for the workers to share")
+        if self.read_only and self.demo_feed:
+            raise SettingsError("WADM_READ_ONLY=true cannot run the demo feed (it writes trades)")
+        return self

@@ -36,6 +36,10 @@ class NotFoundError(WadmError):
     """The request is well formed but names data that does not exist."""
 
 
+class FailedPreconditionError(WadmError):
+    """The request is valid but the system is not in a state to perform it (e.g. a read-only replica)."""
+
+
 class ResourceExhaustedError(WadmError):
     """A limit was hit; the caller may retry after `retry_after_seconds`."""
 

@@ -14,6 +14,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from wadm_grpc.domain.errors import (
+    FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
     ResourceExhaustedError,
@@ -52,6 +53,8 @@ def status_of(error: Exception, *, rpc: str) -> status_pb2.Status:
         return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[_packed(bad)])
     if isinstance(error, NotFoundError):
         return status_pb2.Status(code=code_pb2.NOT_FOUND, message=str(error))
+    if isinstance(error, FailedPreconditionError):
+        return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=str(error))
     if isinstance(error, ResourceExhaustedError):
         return status_pb2.Status(
             code=code_pb2.RESOURCE_EXHAUSTED,

@@ -18,6 +18,7 @@ import duckdb
 
 from wadm_grpc.domain.aggregate import Aggregate, SymbolSummary, WindowStats
 from wadm_grpc.domain.decimals import with_scale
+from wadm_grpc.domain.errors import FailedPreconditionError
 from wadm_grpc.domain.timeframe import Rollup
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.ports import CandleQuery, TradeQuery
@@ -34,10 +35,13 @@ _WIDEN = 4
 class DuckDBTradeStore:
     """TradeStore on a DuckDB file (created on first use, kept across restarts)."""
 
-    def __init__(self, path: str | Path, *, read_threads: int = 4) -> None:
-        if str(path) != ":memory:":
+    def __init__(self, path: str | Path, *, read_threads: int = 4, read_only: bool = False) -> None:
+        """Open (or create) the file. `read_only` opens an existing file shared with other read-only
+        processes (several workers serving one snapshot); ingest is then refused."""
+        if str(path) != ":memory:" and not read_only:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._connection = duckdb.connect(str(path))
+        self.read_only = read_only
+        self._connection = duckdb.connect(str(path), read_only=read_only)
         self._local = threading.local()
         self._readers = ThreadPoolExecutor(read_threads, "duckdb-read", initializer=self._open_cursor)
         self._writer = ThreadPoolExecutor(1, "duckdb-write", initializer=self._open_cursor)
@@ -45,9 +49,10 @@ class DuckDBTradeStore:
         self._cursors_lock = threading.Lock()
         # Statements executed: the contract suite checks that multi-symbol stats take ONE.
         self.round_trips = 0
-        with self._connection.cursor() as cursor:
-            for ddl in (sql.TRADES_DDL, sql.MARKETS_DDL, *(sql.rollup_ddl(tier) for tier in Rollup)):
-                cursor.execute(ddl)
+        if not read_only:
+            with self._connection.cursor() as cursor:
+                for ddl in (sql.TRADES_DDL, sql.MARKETS_DDL, *(sql.rollup_ddl(tier) for tier in Rollup)):
+                    cursor.execute(ddl)
 
     def _open_cursor(self) -> None:
         cursor = self._connection.cursor()
@@ -65,6 +70,8 @@ class DuckDBTradeStore:
     # -- ingest -----------------------------------------------------------------------------------
 
     async def insert_trades(self, trades: Sequence[Trade]) -> list[Trade]:
+        if self.read_only:
+            raise FailedPreconditionError("this server serves a read-only snapshot; publish to the writer")
         if not trades:
             return []
         return await self._run(self._writer, lambda cursor: self._insert(cursor, trades))
