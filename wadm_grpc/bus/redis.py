@@ -1,0 +1,286 @@
+"""RedisTradeBus: trades fan out across processes through one Redis stream, read once per process.
+
+Publishing hands trades to this process's subscribers at once and queues them for an in-order writer task;
+one reader task per process follows the stream and feeds the other processes' trades to the same
+in-memory fan-out. Neither waits on a subscriber, and ingest never waits on Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from redis.typing import EncodableT, FieldT
+
+from wadm_grpc.bus.memory import DEFAULT_BUFFER_TRADES, InProcessTradeBus, MemorySubscription
+from wadm_grpc.cache.redis import DEFAULT_TIMEOUT_SECONDS, REDIS_FAILURES, redis_client
+from wadm_grpc.domain.trade import Side, Trade
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STREAM_KEY = "wadm:trades"
+# Entries (each up to ENTRY_TRADES trades) Redis keeps for readers that fall behind or reconnect.
+DEFAULT_MAXLEN_ENTRIES = 10_000
+ENTRY_TRADES = 1_000
+# Trades queued for Redis while it is unreachable; beyond this the oldest are dropped (and counted).
+DEFAULT_OUTBOX_TRADES = 100_000
+DEFAULT_BLOCK_SECONDS = 1.0
+DEFAULT_RETRY_SECONDS = 0.5
+WRITE_BATCH_ENTRIES = 100
+# Each entry is decoded and fanned out on the loop: keep one read's work small.
+READ_BATCH_ENTRIES = 20
+KNOWN_ORIGINS = 1_024
+
+
+@dataclass(frozen=True, slots=True)
+class RedisBusStats:
+    """Counters since start. `pending_trades` wait for Redis; `dropped_trades` never reached it."""
+
+    published_trades: int
+    received_trades: int
+    pending_trades: int
+    dropped_trades: int
+    publish_errors: int
+    read_errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    seq: int
+    payload: bytes
+    trades: int
+
+
+def encode_trades(trades: Iterable[Trade]) -> bytes:
+    """Compact JSON rows; decimals as their exact strings (scale kept digit for digit)."""
+    rows = [[t.exchange, t.symbol, t.trade_id, str(t.price), str(t.quantity), t.side.value, t.time_us] for t in trades]
+    return json.dumps(rows, separators=(",", ":")).encode()
+
+
+def decode_trades(payload: bytes) -> list[Trade]:
+    """The trades of `encode_trades`; raises ValueError, TypeError or KeyError on a malformed payload."""
+    rows: list[list[Any]] = json.loads(payload)
+    return [
+        Trade(str(ex), str(sym), str(tid), Decimal(str(price)), Decimal(str(qty)), Side(side), int(time_us))
+        for ex, sym, tid, price, qty, side, time_us in rows
+    ]
+
+
+class RedisTradeBus:
+    """TradeBus across processes. `await start()` before use; `await close()` ends every subscription."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        stream_key: str = DEFAULT_STREAM_KEY,
+        buffer_trades: int = DEFAULT_BUFFER_TRADES,
+        maxlen_entries: int = DEFAULT_MAXLEN_ENTRIES,
+        outbox_trades: int = DEFAULT_OUTBOX_TRADES,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        block_seconds: float = DEFAULT_BLOCK_SECONDS,
+        retry_seconds: float = DEFAULT_RETRY_SECONDS,
+    ) -> None:
+        self._local = InProcessTradeBus(buffer_trades=buffer_trades)
+        self._key = stream_key
+        self._maxlen = maxlen_entries
+        self._outbox_limit = outbox_trades
+        self._block_ms = round(block_seconds * 1000)
+        self._retry_seconds = retry_seconds
+        self._origin = uuid.uuid4().hex.encode()
+        self._writer = redis_client(url, timeout_seconds=timeout_seconds, max_connections=2)
+        # The reader blocks in XREAD for block_seconds: its socket must wait longer than that.
+        self._reader = redis_client(url, timeout_seconds=block_seconds + 1.0, max_connections=2)
+        self._outbox: deque[_Entry] = deque()
+        self._outbox_size = 0
+        self._seq = itertools.count(1)
+        self._wake_writer = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._last_id: bytes | None = None
+        # Highest entry sequence seen per origin: a writer that re-sends after a failed pipeline is ignored.
+        self._seen: OrderedDict[bytes, int] = OrderedDict()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self._dropping = False
+        self._published = self._received = self._dropped = self._publish_errors = self._read_errors = 0
+
+    @property
+    def subscriber_count(self) -> int:
+        """Live subscriptions in this process."""
+        return self._local.subscriber_count
+
+    async def wait_for_subscribers(self, count: int) -> None:
+        """Return once exactly `count` subscriptions are live in this process (tests and benchmarks)."""
+        await self._local.wait_for_subscribers(count)
+
+    async def start(self) -> None:
+        """Start the reader at the stream's current end (if Redis answers; else once it does) and the writer."""
+        if self._tasks:
+            return
+        with contextlib.suppress(*REDIS_FAILURES):
+            self._last_id = await self._tail_id()
+        self._tasks = [
+            asyncio.create_task(self._read_loop(), name="redis-bus-reader"),
+            asyncio.create_task(self._write_loop(), name="redis-bus-writer"),
+        ]
+
+    async def publish(self, trades: Sequence[Trade]) -> None:
+        """Deliver to this process's subscribers now; queue for the other processes. Never waits on Redis."""
+        self._local.deliver(trades)
+        if self._closed or not trades:
+            return
+        for start in range(0, len(trades), ENTRY_TRADES):
+            chunk = trades[start : start + ENTRY_TRADES]
+            self._outbox.append(_Entry(next(self._seq), encode_trades(chunk), len(chunk)))
+            self._outbox_size += len(chunk)
+        while self._outbox_size > self._outbox_limit and len(self._outbox) > 1:
+            dropped = self._outbox.popleft()
+            self._outbox_size -= dropped.trades
+            self._dropped += dropped.trades
+            if not self._dropping:
+                log.warning("redis bus outbox full; other processes miss the oldest trades until redis is back")
+                self._dropping = True
+        self._drained.clear()
+        self._wake_writer.set()
+
+    def subscribe(self, symbols: frozenset[str], exchanges: frozenset[str]) -> MemorySubscription:
+        """A subscription to trades of `symbols` on `exchanges` from every process."""
+        return self._local.subscribe(symbols, exchanges)
+
+    def stats(self) -> RedisBusStats:
+        """Counters since start."""
+        return RedisBusStats(
+            published_trades=self._published,
+            received_trades=self._received,
+            pending_trades=self._outbox_size,
+            dropped_trades=self._dropped,
+            publish_errors=self._publish_errors,
+            read_errors=self._read_errors,
+        )
+
+    async def close(self, *, flush_timeout_seconds: float = 1.0) -> None:
+        """End subscriptions (UnavailableError), give queued trades up to `flush_timeout_seconds`, stop."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._local.close()
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), flush_timeout_seconds)
+        for task in self._tasks:
+            task.cancel()
+        # redis-py may absorb a cancellation inside a blocking read; the loops also stop on `_closed`.
+        _, pending = await asyncio.wait(self._tasks, timeout=self._block_ms / 1000 + 1.0)
+        if pending:
+            log.warning("redis bus tasks did not stop in time", extra={"tasks": [t.get_name() for t in pending]})
+        await self._reader.aclose()
+        await self._writer.aclose()
+
+    async def _tail_id(self) -> bytes:
+        newest = await self._reader.xrevrange(self._key, count=1)
+        return _as_bytes(newest[0][0]) if newest else b"0-0"
+
+    async def _read_loop(self) -> None:
+        failing = False
+        while not self._closed:
+            try:
+                if self._last_id is None:
+                    self._last_id = await self._tail_id()
+                response = await self._reader.xread(
+                    {self._key: self._last_id}, count=READ_BATCH_ENTRIES, block=self._block_ms
+                )
+            except REDIS_FAILURES as error:
+                if self._closed:
+                    return
+                self._read_errors += 1
+                if not failing:
+                    log.warning("redis bus reader lost redis; retrying", extra={"error": str(error)})
+                failing = True
+                await asyncio.sleep(self._retry_seconds)
+                continue
+            if failing:
+                log.warning("redis bus reader reconnected", extra={"last_id": self._last_id.decode()})
+                failing = False
+            for entry_id, fields in _stream_entries(response):
+                self._last_id = entry_id
+                self._receive(fields)
+
+    def _fields(self, entry: _Entry) -> dict[FieldT, EncodableT]:
+        return {b"o": self._origin, b"n": entry.seq, b"t": entry.payload}
+
+    def _receive(self, fields: dict[bytes, bytes]) -> None:
+        origin = fields.get(b"o")
+        if origin is None or origin == self._origin:
+            return  # our own trades went to local subscribers when published
+        try:
+            seq = int(fields[b"n"])
+            if seq <= self._seen.get(origin, 0):
+                return
+            trades = decode_trades(fields[b"t"])
+        except (KeyError, ValueError, TypeError) as error:
+            log.error("redis bus skipped a malformed entry", extra={"error": repr(error)})
+            return
+        self._seen[origin] = seq
+        self._seen.move_to_end(origin)
+        if len(self._seen) > KNOWN_ORIGINS:
+            self._seen.popitem(last=False)
+        self._received += len(trades)
+        self._local.deliver(trades)
+
+    async def _write_loop(self) -> None:
+        failing = False
+        while True:
+            await self._wake_writer.wait()
+            self._wake_writer.clear()
+            while self._outbox:
+                batch = list(itertools.islice(self._outbox, WRITE_BATCH_ENTRIES))
+                try:
+                    async with self._writer.pipeline(transaction=False) as pipe:
+                        for entry in batch:
+                            pipe.xadd(self._key, self._fields(entry), maxlen=self._maxlen, approximate=True)
+                        await pipe.execute()
+                except REDIS_FAILURES as error:
+                    if self._closed:
+                        self._drained.set()  # nothing more will be written
+                        return
+                    self._publish_errors += 1
+                    if not failing:
+                        log.warning("redis bus cannot publish; queueing trades", extra={"error": str(error)})
+                    failing = True
+                    await asyncio.sleep(self._retry_seconds)
+                    continue
+                if failing:
+                    log.warning("redis bus publishing again", extra={"dropped_trades": self._dropped})
+                failing = self._dropping = False
+                # Entries may have been dropped from the front meanwhile: remove what was written, by sequence.
+                while self._outbox and self._outbox[0].seq <= batch[-1].seq:
+                    written = self._outbox.popleft()
+                    self._outbox_size -= written.trades
+                    self._published += written.trades
+            self._drained.set()
+
+
+def _stream_entries(response: Any) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
+    """(id, fields) of an XREAD reply: RESP2 [[key, entries]] or RESP3 {key: entries}."""
+    streams = response.values() if isinstance(response, dict) else [stream[1] for stream in response or ()]
+    for entries in streams:
+        for entry_id, fields in entries:
+            yield _as_bytes(entry_id), {_as_bytes(name): _as_bytes(value) for name, value in (fields or {}).items()}
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    raise TypeError(f"unexpected redis reply element {value!r}")
