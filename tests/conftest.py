@@ -58,7 +58,7 @@ async def served(store: TradeStore, clock: ManualClock) -> AsyncIterator[Running
     """The real gRPC server on 127.0.0.1:0 over each store kind, with a connected client."""
     bus = InProcessTradeBus(buffer_trades=1000)
     settings = Settings(page_token_key=b"test-key")
-    app = bootstrap(settings, store=store, bus=bus, clock=clock)
+    app = await bootstrap(settings, store=store, bus=bus, clock=clock)
     server = await start_grpc(app, "127.0.0.1:0")
     client = WadmClient.connect(f"127.0.0.1:{server.port}", timeout_seconds=30)
     try:

@@ -7,12 +7,18 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from wadm_grpc.api.grpc.admin import AdminServicer
 from wadm_grpc.api.grpc.ingest import TradeIngestServicer
 from wadm_grpc.api.grpc.market_data import MarketDataServicer
 from wadm_grpc.api.grpc.server import GrpcServer, build_server
 from wadm_grpc.bus.memory import InProcessTradeBus
+from wadm_grpc.bus.redis import RedisTradeBus
+from wadm_grpc.cache.memory import MemoryCache
+from wadm_grpc.cache.redis import RedisCache, redis_client
+from wadm_grpc.cache.tiered import TieredCache
 from wadm_grpc.config import Settings, SettingsError
 from wadm_grpc.domain.clock import SystemClock
 from wadm_grpc.feeds.demo import DemoFeed
@@ -21,6 +27,7 @@ from wadm_grpc.services.candles import CandleService
 from wadm_grpc.services.ingest import IngestService
 from wadm_grpc.services.orderbook import OrderbookService
 from wadm_grpc.services.page_tokens import PageTokens
+from wadm_grpc.services.read_cache import CacheTtls, ReadCache
 from wadm_grpc.services.stats import StatsService
 from wadm_grpc.services.streaming import StreamService
 from wadm_grpc.services.symbols import SymbolService
@@ -37,6 +44,7 @@ class App:
     store: TradeStore
     bus: TradeBus
     clock: Clock
+    cache: ReadCache
     ingest: IngestService
     candles: CandleService
     symbols: SymbolService
@@ -45,15 +53,18 @@ class App:
     trades: TradeService
     streams: StreamService
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
-        """Stop background work, end live streams, release the store."""
+        """Stop background work, end live streams, release the cache and the store."""
         for task in self.background:
             task.cancel()
         for task in self.background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.bus.close()
+        for close in reversed(self.closers):
+            await close()
         await self.store.close()
 
 
@@ -67,25 +78,61 @@ def build_store(settings: Settings) -> TradeStore:
     return DuckDBTradeStore(path, read_only=settings.read_only)
 
 
-def bootstrap(
-    settings: Settings, *, store: TradeStore | None = None, bus: TradeBus | None = None, clock: Clock | None = None
+def build_cache(settings: Settings, clock: Clock) -> tuple[ReadCache, list[Callable[[], Awaitable[None]]]]:
+    """The read cache: Redis with an in-memory fallback when WADM_REDIS_URL is set, else memory only."""
+    ttls = CacheTtls(
+        candles_seconds=settings.cache_ttl_candles_seconds,
+        closed_candles_seconds=settings.cache_ttl_closed_candles_seconds,
+        stats_seconds=settings.cache_ttl_stats_seconds,
+        orderbook_seconds=settings.cache_ttl_orderbook_seconds,
+    )
+    if not settings.cache_enabled:
+        return ReadCache(None, clock, ttls), []
+    memory = MemoryCache(max_entries=settings.cache_memory_entries)
+    if not settings.redis_url:
+        return ReadCache(memory, clock, ttls), []
+    tiered = TieredCache(RedisCache(redis_client(settings.redis_url)), memory)
+    return ReadCache(tiered, clock, ttls), [tiered.aclose]
+
+
+async def build_bus(settings: Settings) -> TradeBus:
+    """The trade bus: through Redis when WADM_REDIS_URL is set (several processes), else in-process."""
+    if not settings.redis_url:
+        return InProcessTradeBus(buffer_trades=settings.stream_buffer_trades)
+    bus = RedisTradeBus(settings.redis_url, buffer_trades=settings.stream_buffer_trades)
+    await bus.start()
+    return bus
+
+
+async def bootstrap(
+    settings: Settings,
+    *,
+    store: TradeStore | None = None,
+    bus: TradeBus | None = None,
+    clock: Clock | None = None,
+    cache: ReadCache | None = None,
 ) -> App:
-    """Wire the services (tests pass their own store, bus or clock)."""
-    store = store if store is not None else build_store(settings)
-    bus = bus if bus is not None else InProcessTradeBus(buffer_trades=settings.stream_buffer_trades)
+    """Wire the services (tests pass their own store, bus, clock or cache)."""
     clock = clock if clock is not None else SystemClock()
+    store = store if store is not None else build_store(settings)
+    bus = bus if bus is not None else await build_bus(settings)
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if cache is None:
+        cache, closers = build_cache(settings, clock)
     return App(
         settings=settings,
         store=store,
         bus=bus,
         clock=clock,
-        ingest=IngestService(store, bus),
-        candles=CandleService(store, clock),
+        cache=cache,
+        ingest=IngestService(store, bus, cache),
+        candles=CandleService(store, clock, cache),
         symbols=SymbolService(store),
-        stats=StatsService(store, clock),
-        orderbook=OrderbookService(store, clock),
+        stats=StatsService(store, clock, cache),
+        orderbook=OrderbookService(store, clock, cache),
         trades=TradeService(store, PageTokens(settings.page_token_key)),
         streams=StreamService(bus, clock),
+        closers=closers,
     )
 
 
@@ -101,6 +148,7 @@ async def start_grpc(app: App, address: str, *, reuse_port: bool = False) -> Grp
             streams=app.streams,
         ),
         ingest=TradeIngestServicer(ingest=app.ingest),
+        admin=AdminServicer(cache=app.cache),
         address=address,
         extra_options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
     )
@@ -121,7 +169,7 @@ def start_demo_feed(app: App) -> DemoFeed:
 
 async def serve(settings: Settings, *, worker: int = 0) -> None:
     """Run the service until SIGTERM or SIGINT, then drain gracefully."""
-    app = bootstrap(settings)
+    app = await bootstrap(settings)
     server = await start_grpc(app, settings.address, reuse_port=settings.workers > 1)
     log.info(
         "wadm-grpc started",

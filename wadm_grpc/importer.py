@@ -53,7 +53,7 @@ def _batches(path: Path, exchange: str, symbol: str) -> Iterator[list[TradeInput
 async def _direct(settings: Settings, path: Path, exchange: str, symbol: str) -> tuple[int, int]:
     from wadm_grpc.bootstrap import bootstrap
 
-    app = bootstrap(settings)
+    app = await bootstrap(settings)
     accepted = duplicates = 0
     try:
         for batch in _batches(path, exchange, symbol):

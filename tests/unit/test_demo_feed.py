@@ -10,6 +10,7 @@ from wadm_grpc.bus.memory import InProcessTradeBus
 from wadm_grpc.domain.clock import ManualClock
 from wadm_grpc.feeds.demo import DemoFeed
 from wadm_grpc.services.ingest import IngestService
+from wadm_grpc.services.read_cache import ReadCache
 from wadm_grpc.stores.duckdb import DuckDBTradeStore
 
 NOW = 1_764_000_000_000_000
@@ -18,7 +19,7 @@ NOW = 1_764_000_000_000_000
 async def generate(path: Path, seed: int) -> tuple[DemoFeed, DuckDBTradeStore, ManualClock, int]:
     store = DuckDBTradeStore(path)
     clock = ManualClock(NOW)
-    ingest = IngestService(store, InProcessTradeBus())
+    ingest = IngestService(store, InProcessTradeBus(), ReadCache(None, clock))
     feed = DemoFeed(ingest=ingest, store=store, clock=clock, seed=seed, backfill_seconds=1800)
     await feed.resume()
     return feed, store, clock, await feed.step()
@@ -61,7 +62,7 @@ async def test_resumes_after_a_restart_without_duplicates(tmp_path: Path) -> Non
     await store.close()
 
     again = DuckDBTradeStore(tmp_path / "demo.duckdb")
-    ingest = IngestService(again, InProcessTradeBus())
+    ingest = IngestService(again, InProcessTradeBus(), ReadCache(None, ManualClock(NOW)))
     resumed = DemoFeed(ingest=ingest, store=again, clock=ManualClock(NOW + MINUTE_US), seed=8)
     try:
         await resumed.resume()

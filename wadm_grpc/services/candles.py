@@ -9,6 +9,7 @@ from wadm_grpc.domain.errors import Violations
 from wadm_grpc.domain.names import check_market
 from wadm_grpc.domain.timeframe import Timeframe
 from wadm_grpc.ports import CandleQuery, Clock, TradeStore
+from wadm_grpc.services.read_cache import ReadCache
 
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1000
@@ -30,19 +31,28 @@ class CandlesRequest:
 class CandleService:
     """Candles aggregated from the store's rollups."""
 
-    def __init__(self, store: TradeStore, clock: Clock) -> None:
+    def __init__(self, store: TradeStore, clock: Clock, cache: ReadCache) -> None:
         self._store = store
         self._clock = clock
+        self._cache = cache
 
     async def get_candles(self, request: CandlesRequest) -> tuple[str, list[Candle]]:
         """(normalised symbol, candles oldest first)."""
         query = self._query(request)
         now = self._clock.now_us()
-        if request.fill_gaps:
-            rows = await self._filled(query, now)
-        else:
-            rows = await self._store.candles(query)
         timeframe = query.timeframe
+
+        async def load() -> list[tuple[int, Aggregate]]:
+            return await self._filled(query, now) if request.fill_gaps else await self._store.candles(query)
+
+        rows = await self._cache.answer(
+            "candles",
+            query.symbol,
+            [query.exchanges, timeframe.label, query.start_us, query.end_us, query.limit, request.fill_gaps],
+            list[tuple[int, Aggregate]],
+            self._cache.candles_ttl(timeframe, _last_possible_open(query)),
+            load,
+        )
         candles = [
             Candle(
                 timeframe=timeframe,
@@ -109,3 +119,13 @@ class CandleService:
                 rows.append((open_time, ohlcv))
                 previous = ohlcv
         return rows
+
+
+def _last_possible_open(query: CandleQuery) -> int | None:
+    """Open time of the newest bucket the query can return, when the query bounds it."""
+    timeframe = query.timeframe
+    if query.end_us is not None:
+        return timeframe.bucket_start(query.end_us)
+    if query.start_us is not None:
+        return timeframe.bucket_start(query.start_us) + query.limit * timeframe.micros
+    return None

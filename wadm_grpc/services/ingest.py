@@ -9,6 +9,7 @@ from wadm_grpc.domain.errors import InvalidArgumentError
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.domain.trade_input import TradeInput, parse_trades
 from wadm_grpc.ports import TradeBus, TradeStore
+from wadm_grpc.services.read_cache import ReadCache
 
 MAX_BATCH = 10_000
 
@@ -24,9 +25,10 @@ class IngestResult:
 class IngestService:
     """The one way trades get in: PublishTrades, the CSV importer and the demo feed all come here."""
 
-    def __init__(self, store: TradeStore, bus: TradeBus) -> None:
+    def __init__(self, store: TradeStore, bus: TradeBus, cache: ReadCache) -> None:
         self._store = store
         self._bus = bus
+        self._cache = cache
 
     async def publish_trades(self, batch: list[TradeInput]) -> IngestResult:
         """Validate the whole batch (nothing is written if any trade is bad), then store it."""
@@ -40,5 +42,6 @@ class IngestService:
         """Store already validated trades; publish the new ones, in ingest order."""
         new = await self._store.insert_trades(trades)
         if new:
+            await self._cache.trades_stored(new)
             await self._bus.publish(new)
         return IngestResult(accepted=len(new), duplicates=len(trades) - len(new))

@@ -10,6 +10,7 @@ from wadm_grpc.domain.names import check_market
 from wadm_grpc.domain.orderbook import SimulatedBook, simulate
 from wadm_grpc.domain.timeframe import MINUTE_US
 from wadm_grpc.ports import Clock, TradeQuery, TradeStore
+from wadm_grpc.services.read_cache import ReadCache
 
 DEFAULT_DEPTH = 20
 MAX_DEPTH = 100
@@ -33,9 +34,10 @@ class Orderbook:
 class OrderbookService:
     """Simulated order books."""
 
-    def __init__(self, store: TradeStore, clock: Clock) -> None:
+    def __init__(self, store: TradeStore, clock: Clock, cache: ReadCache) -> None:
         self._store = store
         self._clock = clock
+        self._cache = cache
 
     async def get_orderbook(self, symbol: str, depth: int | None, exchanges: Sequence[str]) -> Orderbook:
         """`depth` levels per side (default 20); NotFoundError when there are no recent trades."""
@@ -45,6 +47,12 @@ class OrderbookService:
         if not 1 <= levels <= MAX_DEPTH:
             problems.add("depth", f"must be between 1 and {MAX_DEPTH} (absent means {DEFAULT_DEPTH}), got {levels}")
         problems.raise_if_any()
+        ttl = self._cache.ttls.orderbook_seconds
+        return await self._cache.answer(
+            "orderbook", name, [levels, selected], Orderbook, ttl, lambda: self._simulate(name, levels, selected)
+        )
+
+    async def _simulate(self, name: str, levels: int, selected: tuple[str, ...]) -> Orderbook:
         end = self._clock.now_us()
         start = end - WINDOW_US
         recent = await self._store.trades(TradeQuery(name, selected, start, end, None, MAX_TRADES))

@@ -9,6 +9,7 @@ from wadm_grpc.domain.errors import NotFoundError, Violations
 from wadm_grpc.domain.names import check_exchanges, check_market, symbol_problem
 from wadm_grpc.domain.stats import MarketStats, StatsWindow, window_bounds
 from wadm_grpc.ports import Clock, TradeStore
+from wadm_grpc.services.read_cache import ReadCache
 
 MAX_SYMBOLS = 20
 
@@ -26,9 +27,10 @@ class MultiStats:
 class StatsService:
     """Rolling stats from the store's window aggregation."""
 
-    def __init__(self, store: TradeStore, clock: Clock) -> None:
+    def __init__(self, store: TradeStore, clock: Clock, cache: ReadCache) -> None:
         self._store = store
         self._clock = clock
+        self._cache = cache
 
     async def get_market_stats(self, symbol: str, window: StatsWindow, exchanges: Sequence[str]) -> MarketStats:
         """One symbol's stats; NotFoundError when the window holds no trades."""
@@ -63,10 +65,16 @@ class StatsService:
         return await self._query(names, window, selected)
 
     async def _query(self, names: list[str], window: StatsWindow, exchanges: tuple[str, ...]) -> MultiStats:
-        start, end = window_bounds(window, self._clock.now_us())
-        found = await self._store.window_stats(names, exchanges, start, end)
-        results: list[tuple[str, MarketStats | None]] = []
-        for name in names:
-            trades = found.get(name)
-            results.append((name, None if trades is None else MarketStats(window, start, end, trades)))
-        return MultiStats(window=window, window_open_us=start, window_close_us=end, results=results)
+        async def load() -> MultiStats:
+            start, end = window_bounds(window, self._clock.now_us())
+            found = await self._store.window_stats(names, exchanges, start, end)
+            results: list[tuple[str, MarketStats | None]] = []
+            for name in names:
+                trades = found.get(name)
+                results.append((name, None if trades is None else MarketStats(window, start, end, trades)))
+            return MultiStats(window=window, window_open_us=start, window_close_us=end, results=results)
+
+        # One symbol: tied to its generation; several: bounded by the (short) TTL alone.
+        symbol = names[0] if len(names) == 1 else None
+        ttl = self._cache.ttls.stats_seconds
+        return await self._cache.answer("stats", symbol, [names, window.label, exchanges], MultiStats, ttl, load)

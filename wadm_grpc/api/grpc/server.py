@@ -11,9 +11,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from wadm_grpc.api.grpc.admin import AdminServicer
 from wadm_grpc.api.grpc.ingest import TradeIngestServicer
 from wadm_grpc.api.grpc.market_data import MarketDataServicer
 from wadm_grpc.api.grpc.stream_wire import serialize_stream_message
+from wadm_grpc.pb.wadm.market.v1 import admin_service_pb2 as admin_pb
+from wadm_grpc.pb.wadm.market.v1 import admin_service_pb2_grpc as admin_grpc
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2_grpc as md_grpc
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
@@ -23,8 +26,9 @@ log = logging.getLogger("wadm_grpc.server")
 
 MARKET_DATA = md.DESCRIPTOR.services_by_name["MarketDataService"].full_name
 TRADE_INGEST = ingest_pb.DESCRIPTOR.services_by_name["TradeIngestService"].full_name
+ADMIN = admin_pb.DESCRIPTOR.services_by_name["AdminService"].full_name
 HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-SERVICES = (MARKET_DATA, TRADE_INGEST)
+SERVICES = (MARKET_DATA, TRADE_INGEST, ADMIN)
 
 # Long-lived streams behind proxies: let clients keep connections alive with pings every 10 s,
 # and ping idle clients ourselves so dead peers are noticed.
@@ -86,6 +90,7 @@ async def build_server(
     *,
     market_data: MarketDataServicer,
     ingest: TradeIngestServicer,
+    admin: AdminServicer,
     address: str,
     extra_options: list[tuple[str, int]] | None = None,
 ) -> GrpcServer:
@@ -93,6 +98,7 @@ async def build_server(
     server = grpc.aio.server(options=CHANNEL_OPTIONS + (extra_options or []))
     _add_market_data(market_data, server)
     ingest_grpc.add_TradeIngestServiceServicer_to_server(ingest, server)
+    admin_grpc.add_AdminServiceServicer_to_server(admin, server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection((*SERVICES, HEALTH, reflection.SERVICE_NAME), server)

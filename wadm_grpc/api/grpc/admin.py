@@ -1,0 +1,40 @@
+"""AdminService servicer: this process's cache counters."""
+
+from __future__ import annotations
+
+import os
+
+from wadm_grpc.api.grpc.errors import Context, unary
+from wadm_grpc.pb.wadm.market.v1 import admin_service_pb2 as admin_pb
+from wadm_grpc.pb.wadm.market.v1 import admin_service_pb2_grpc as admin_grpc
+from wadm_grpc.services.read_cache import ReadCache
+
+
+class AdminServicer(admin_grpc.AdminServiceServicer):
+    """gRPC face of operator information."""
+
+    def __init__(self, *, cache: ReadCache) -> None:
+        self._cache = cache
+
+    @unary
+    async def GetCacheStats(
+        self, request: admin_pb.GetCacheStatsRequest, context: Context
+    ) -> admin_pb.GetCacheStatsResponse:
+        stats = self._cache.stats()
+        if stats is None:
+            return admin_pb.GetCacheStatsResponse(enabled=False, process_id=os.getpid())
+        return admin_pb.GetCacheStatsResponse(
+            enabled=True,
+            tiers=[
+                admin_pb.CacheTierStats(
+                    name=tier.name, hits=tier.hits, misses=tier.misses, errors=tier.errors, evictions=tier.evictions
+                )
+                for tier in stats.tiers
+            ],
+            fallbacks=stats.fallbacks,
+            breaker_open=stats.breaker_open,
+            loads=stats.loads,
+            coalesced=stats.coalesced,
+            invalidations=self._cache.invalidations,
+            process_id=os.getpid(),
+        )

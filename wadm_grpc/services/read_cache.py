@@ -1,0 +1,110 @@
+"""Cache-aside for read answers: per-answer TTLs, and per-symbol generations that late trades bump.
+
+- Every answer is cached for its TTL at most (orderbook ~10 s, stats ~30 s, candles ~60 s), so the
+  still-open candle and the stats' last price are never staler than that.
+- Candle ranges that were entirely closed when loaded are cached for the longer closed-candle TTL.
+- A late trade (one whose 1m bucket had already closed when it was ingested) can change closed candles:
+  ingest then bumps the symbol's generation, which is part of every key of that symbol, so every
+  cached answer of the symbol is dropped at once, in every process sharing the cache.
+- Concurrent identical misses share one store read (CacheAside's single flight).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from wadm_grpc.cache.aside import CacheAside
+from wadm_grpc.domain.timeframe import Timeframe
+from wadm_grpc.domain.trade import Trade
+from wadm_grpc.ports import Cache, CacheStats, Clock
+from wadm_grpc.services.cache_codec import decode, encode
+
+T = TypeVar("T")
+KEY_PREFIX = "answer:v1"
+# Longer than any answer TTL (config caps those at 7 days), so a generation outlives what it guards.
+GENERATION_TTL_SECONDS = 8 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class CacheTtls:
+    """How long each kind of answer may be served from the cache."""
+
+    candles_seconds: float = 60.0
+    closed_candles_seconds: float = 3600.0
+    stats_seconds: float = 30.0
+    orderbook_seconds: float = 10.0
+
+
+class ReadCache:
+    """Answers by (kind, symbol, parameters), loaded on a miss; a disabled one always loads."""
+
+    def __init__(self, cache: Cache | None, clock: Clock, ttls: CacheTtls | None = None) -> None:
+        self._cache = cache
+        self._aside = CacheAside(cache) if cache is not None else None
+        self._clock = clock
+        self.ttls = ttls or CacheTtls()
+        self.invalidations = 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether answers are cached at all."""
+        return self._aside is not None
+
+    async def answer(
+        self,
+        kind: str,
+        symbol: str | None,
+        params: Sequence[Any],
+        answer_type: Any,
+        ttl_seconds: float,
+        load: Callable[[], Awaitable[T]],
+    ) -> T:
+        """The cached answer, or `await load()` cached for `ttl_seconds`. `symbol` ties the entry to that
+        symbol's generation (None: the entry relies on its TTL alone)."""
+        if self._aside is None:
+            return await load()
+        generation = await self._generation(symbol) if symbol else "-"
+        digest = hashlib.sha256(json.dumps(list(params), default=str).encode()).hexdigest()[:32]
+        key = f"{KEY_PREFIX}:{kind}:{symbol or '*'}:{generation}:{digest}"
+
+        async def load_bytes() -> bytes:
+            return encode(await load())
+
+        data = await self._aside.get_or_load(key, ttl_seconds=ttl_seconds, load=load_bytes)
+        result: T = decode(answer_type, data)
+        return result
+
+    def candles_ttl(self, timeframe: Timeframe, last_open_time_us: int | None) -> float:
+        """The TTL of a candle answer whose newest possible bucket opens at `last_open_time_us`."""
+        if last_open_time_us is not None and last_open_time_us + timeframe.micros <= self._clock.now_us():
+            return self.ttls.closed_candles_seconds
+        return self.ttls.candles_seconds
+
+    async def trades_stored(self, trades: Sequence[Trade]) -> None:
+        """Ingest stored `trades`: late ones invalidate every cached answer of their symbol."""
+        if self._cache is None:
+            return
+        open_minute = Timeframe.M1.bucket_start(self._clock.now_us())
+        for symbol in sorted({t.symbol for t in trades if t.time_us < open_minute}):
+            await self._cache.set(
+                self._generation_key(symbol), uuid.uuid4().hex.encode(), ttl_seconds=GENERATION_TTL_SECONDS
+            )
+            self.invalidations += 1
+
+    def stats(self) -> CacheStats | None:
+        """Counters, or None when caching is off."""
+        return self._aside.stats() if self._aside is not None else None
+
+    @staticmethod
+    def _generation_key(symbol: str) -> str:
+        return f"{KEY_PREFIX}:generation:{symbol}"
+
+    async def _generation(self, symbol: str) -> str:
+        assert self._cache is not None
+        value = await self._cache.get(self._generation_key(symbol))
+        return value.decode() if value else "0"
