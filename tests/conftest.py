@@ -17,6 +17,8 @@ from wadm_grpc.config import Settings
 from wadm_grpc.domain.clock import ManualClock
 from wadm_grpc.ports import TradeStore
 
+pytest_plugins = ["tests.redis_support"]  # redis_server: a real redis-server per test
+
 
 @pytest.fixture(params=STORE_KINDS)
 def store_kind(request: pytest.FixtureRequest) -> StoreKind:

@@ -91,7 +91,9 @@ def build_cache(settings: Settings, clock: Clock) -> tuple[ReadCache, list[Calla
     memory = MemoryCache(max_entries=settings.cache_memory_entries)
     if not settings.redis_url:
         return ReadCache(memory, clock, ttls), []
-    tiered = TieredCache(RedisCache(redis_client(settings.redis_url)), memory)
+    tiered = TieredCache(
+        RedisCache(redis_client(settings.redis_url)), memory, probe_interval_seconds=settings.redis_probe_seconds
+    )
     return ReadCache(tiered, clock, ttls), [tiered.aclose]
 
 

@@ -52,6 +52,7 @@ class Settings:
     mongo_database: str = "wadm"
     mongo_collection: str = "trades"
     redis_url: str | None = None
+    redis_probe_seconds: float = 5.0
     read_only: bool = False
     workers: int = 1
     cache_enabled: bool = True
@@ -116,6 +117,10 @@ class Settings:
                 values[key] = env[name]
         if env.get("WADM_REDIS_URL"):
             values["redis_url"] = env["WADM_REDIS_URL"]
+        if "WADM_REDIS_PROBE_SECONDS" in env:
+            values["redis_probe_seconds"] = _number(
+                env["WADM_REDIS_PROBE_SECONDS"], "WADM_REDIS_PROBE_SECONDS", float, 0.01, 3600
+            )
         if "WADM_READ_ONLY" in env:
             values["read_only"] = _flag(env["WADM_READ_ONLY"], "WADM_READ_ONLY")
         if "WADM_WORKERS" in env:

@@ -24,7 +24,6 @@ from wadm_grpc.ports import Subscription, TradeBus
 if TYPE_CHECKING:
     from tests.redis_support import RedisServer
 
-pytest_plugins = ["tests.redis_support"]  # the redis_server fixture
 
 T0 = 1_700_000_000_000_000
 BUFFER_TRADES = 100

@@ -25,7 +25,6 @@ from wadm_grpc.ports import Cache
 if TYPE_CHECKING:
     from tests.redis_support import RedisServer
 
-pytest_plugins = ["tests.redis_support"]  # the redis_server fixture
 
 SECOND_US = 1_000_000
 PROBE_SECONDS = 5.0
