@@ -26,7 +26,6 @@ from wadm_grpc.pb.wadm.market.v1 import admin_service_pb2_grpc as admin_grpc
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.stores.duckdb import DuckDBTradeStore
 
-
 NOW = 1_723_161_600_000_000
 
 
