@@ -32,7 +32,7 @@ async def run_import(
             if direct:
                 accepted, duplicates = await _direct(settings, path, exchange, file_symbol)
             else:
-                accepted, duplicates = await _remote(target, path, exchange, file_symbol)
+                accepted, duplicates = await publish_file(target, path, exchange, file_symbol)
         except InvalidArgumentError as error:
             print(f"{path}: rejected: {error}", file=sys.stderr)
             status = 1
@@ -65,8 +65,10 @@ async def _direct(settings: Settings, path: Path, exchange: str, symbol: str) ->
     return accepted, duplicates
 
 
-async def _remote(target: str, path: Path, exchange: str, symbol: str) -> tuple[int, int]:
-    """Stream the file's batches over PublishTrades. A malformed batch is caught here, before it is sent:
+async def publish_file(target: str, path: Path, exchange: str, symbol: str) -> tuple[int, int]:
+    """Stream a CSV file's batches to the server at `target` over PublishTrades; (accepted, duplicates).
+
+    A malformed batch is caught here, before it is sent:
     the stream ends there (earlier batches are stored; a re-run skips them as duplicates) and the
     error is raised after the server's answer."""
     from wadm_client import WadmClient, make_trade

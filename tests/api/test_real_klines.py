@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from tests.conftest import Running
 from tests.support import UM_TRADES, read_kline_rows
-from wadm_client import make_trade
-from wadm_grpc.feeds.binance_csv import read_trades
+from wadm_grpc import importer
 
 # Minutes fully covered by the trades file (the first kline starts before the capture).
 COVERED = slice(1, 6)
@@ -23,25 +22,8 @@ FIELDS = {
 
 
 async def publish_file(running: Running) -> tuple[int, int]:
-    """Send the trades CSV through PublishTrades, as the importer does."""
-    with UM_TRADES.open() as stream:
-        batches = [
-            [
-                make_trade(
-                    exchange=t.exchange,
-                    symbol=t.symbol,
-                    trade_id=t.trade_id,
-                    price=t.price,
-                    quantity=t.quantity,
-                    side=t.side.value if t.side else "",
-                    time=t.time_us or 0,
-                )
-                for t in batch
-            ]
-            for batch in read_trades(stream, exchange="binance", symbol="BTCUSDT")
-        ]
-    response = await running.client.publish_trades(batches)
-    return response.accepted_count, response.duplicate_count
+    """Send the trades CSV through PublishTrades, exactly as `python -m wadm_grpc import` does."""
+    return await importer.publish_file(running.target, UM_TRADES, "binance", "BTCUSDT")
 
 
 async def kline_candles(running: Running) -> list[dict[str, str]]:

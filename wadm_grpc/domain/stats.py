@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from decimal import Decimal
 
 from wadm_grpc.domain.aggregate import WindowStats
 from wadm_grpc.domain.decimals import EXACT, divide, rounded, subtract
-from wadm_grpc.domain.timeframe import DAY_US, HOUR_US
+from wadm_grpc.domain.timeframe import DAY_US, HOUR_US, Interval
 
 PERCENT_DECIMALS = 3
 
 
-class StatsWindow(enum.Enum):
-    """Rolling window lengths: (label, microseconds)."""
+class StatsWindow(Interval):
+    """Rolling window lengths."""
 
     H1 = ("1h", HOUR_US)
     H4 = ("4h", 4 * HOUR_US)
     H24 = ("24h", DAY_US)
     D7 = ("7d", 7 * DAY_US)
-
-    @property
-    def label(self) -> str:
-        """ "24h" and so on."""
-        return self.value[0]
-
-    @property
-    def micros(self) -> int:
-        """Length in microseconds."""
-        return self.value[1]
 
 
 @dataclass(frozen=True, slots=True)

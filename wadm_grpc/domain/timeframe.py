@@ -13,8 +13,24 @@ WEEK_US = 7 * DAY_US
 WEEK_OFFSET_US = 4 * DAY_US
 
 
-class Timeframe(enum.Enum):
-    """A candle interval: (name, length in microseconds)."""
+class Interval(enum.Enum):
+    """Base of enums whose members are (label, length in microseconds)."""
+
+    @property
+    def label(self) -> str:
+        """Short name ("1m", "4h", "24h")."""
+        label: str = self.value[0]
+        return label
+
+    @property
+    def micros(self) -> int:
+        """Length in microseconds."""
+        micros: int = self.value[1]
+        return micros
+
+
+class Timeframe(Interval):
+    """A candle interval, named as Binance names them ("1m", "4h", "1w")."""
 
     M1 = ("1m", MINUTE_US)
     M5 = ("5m", 5 * MINUTE_US)
@@ -24,16 +40,6 @@ class Timeframe(enum.Enum):
     H4 = ("4h", 4 * HOUR_US)
     D1 = ("1d", DAY_US)
     W1 = ("1w", WEEK_US)
-
-    @property
-    def label(self) -> str:
-        """Binance-style name ("1m", "4h", "1w")."""
-        return self.value[0]
-
-    @property
-    def micros(self) -> int:
-        """Length in microseconds."""
-        return self.value[1]
 
     @property
     def offset_us(self) -> int:
@@ -62,22 +68,12 @@ class Timeframe(enum.Enum):
         raise ValueError(f"unknown timeframe {label!r}")
 
 
-class Rollup(enum.Enum):
-    """Stored aggregation tiers: 1m from trades, 1h from 1m, 1d from 1h."""
+class Rollup(Interval):
+    """Stored aggregation tiers: 1m from trades, 1h from 1m, 1d from 1h (labels name tables/collections)."""
 
     M1 = ("1m", MINUTE_US)
     H1 = ("1h", HOUR_US)
     D1 = ("1d", DAY_US)
-
-    @property
-    def label(self) -> str:
-        """Tier name, used in table and collection names."""
-        return self.value[0]
-
-    @property
-    def micros(self) -> int:
-        """Bucket length in microseconds."""
-        return self.value[1]
 
     def bucket_start(self, time_us: int) -> int:
         """Open time of the tier bucket holding `time_us`."""
