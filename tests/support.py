@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.mongo_support import REAL_SERVER, mongodb_store, mongomock_store
 from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.ports import TradeStore
 from wadm_grpc.stores.duckdb import DuckDBTradeStore
@@ -42,7 +43,23 @@ async def _duckdb(path: Path) -> AsyncIterator[TradeStore]:
         await store.close()
 
 
-STORE_KINDS = [pytest.param(StoreKind("duckdb", _duckdb), id="duckdb")]
+@asynccontextmanager
+async def _mongomock(path: Path) -> AsyncIterator[TradeStore]:
+    async with mongomock_store() as harness:
+        yield harness.store
+
+
+@asynccontextmanager
+async def _mongodb(path: Path) -> AsyncIterator[TradeStore]:
+    async with mongodb_store() as harness:
+        yield harness.store
+
+
+STORE_KINDS = [
+    pytest.param(StoreKind("duckdb", _duckdb), id="duckdb"),
+    pytest.param(StoreKind("mongomock", _mongomock), id="mongomock"),
+    pytest.param(StoreKind("mongodb", _mongodb), id="mongodb", marks=REAL_SERVER),
+]
 
 
 def read_kline_rows() -> list[dict[str, str]]:

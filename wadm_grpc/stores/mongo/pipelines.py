@@ -1,0 +1,313 @@
+"""Every aggregation pipeline the Mongo store runs, as plain functions of their parameters.
+
+Rollup documents (and grouped trades) share one "bucket row" shape:
+
+    {symbol, exchange, bucket, first: KEY, last: KEY, high, low, volume, quote, count, buy_volume, buy_quote,
+     price_scale, quantity_scale, quote_scale}    with KEY = {t: time us, e: exchange, l: id length, i: id, p: price}
+
+TRADE_ACCUMULATORS groups trade documents into rows (1m rollups, window edges); ROW_ACCUMULATORS groups rows
+into coarser rows (1h from 1m, 1d from 1h, candles, window stats), so every aggregate is computed the same
+way. Open and close are the $min/$max of KEY: embedded documents compare field by field, which is the trade
+order (time, exchange, numeric-aware id). Only MongoDB 6 operators that mongomock also runs, or that
+tests/mongo_support.py emulates as the server documents them (docs/mongo.md), are used: no $merge,
+$dateTrunc, $setWindowFields, $toLong of dates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from wadm_grpc.domain.decimals import MAX_SCALE
+from wadm_grpc.domain.timeframe import MINUTE_US, Rollup
+from wadm_grpc.stores.mongo.documents import EPOCH, Document, datetime_of_us
+
+Pipeline = list[Document]
+Expression = Any
+
+# -- per-trade expressions (collector documents lack the fields this store adds) -----------------------------
+
+# Collector documents only have the millisecond BSON date.
+TIME_US: Expression = {"$ifNull": ["$time_us", {"$multiply": [{"$subtract": ["$timestamp", EPOCH]}, 1_000]}]}
+# Doubles become 15-significant-digit decimals, exact for any price written from a decimal of <= 15 digits.
+PRICE: Expression = {"$toDecimal": "$price"}
+QUANTITY: Expression = {"$toDecimal": "$quantity"}
+TRADE_ID: Expression = {"$toString": "$trade_id"}
+TRADE_ID_LENGTH: Expression = {"$strLenCP": TRADE_ID}
+
+
+def _bucket(value: Expression, size: int, offset: int = 0) -> Expression:
+    """Start of the `size`-long bucket (anchored at `offset`) holding `value`; $mod works on every version."""
+    return {"$subtract": [value, {"$mod": [{"$subtract": [value, offset]} if offset else value, size]}]}
+
+
+def _scale(decimal: Expression) -> Expression:
+    """Digits after the point of a decimal value: how many of x, 10x, 100x... are not integers."""
+    terms = []
+    for power in range(MAX_SCALE):
+        shifted = {"$multiply": [decimal, 10**power]}
+        terms.append({"$cond": [{"$ne": [{"$trunc": shifted}, shifted]}, 1, 0]})
+    return {"$add": terms}
+
+
+QUOTE: Expression = {"$ifNull": ["$quote", {"$multiply": [PRICE, QUANTITY]}]}
+IS_BUY: Expression = {"$eq": ["$side", "buy"]}
+# Our documents carry the scale as written ("61800.30" -> 2); otherwise the value's own.
+PRICE_SCALE: Expression = {"$ifNull": ["$price_scale", _scale(PRICE)]}
+QUANTITY_SCALE: Expression = {"$ifNull": ["$quantity_scale", _scale(QUANTITY)]}
+# A trade's place in the order of trades, with its price: the open is the least, the close the greatest.
+TRADE_KEY: Expression = {"t": TIME_US, "e": "$exchange", "l": TRADE_ID_LENGTH, "i": TRADE_ID, "p": PRICE}
+
+# The aggregation of bucket rows (rollup documents)...
+ROW_ACCUMULATORS: Document = {
+    "first": {"$min": "$first"},
+    "last": {"$max": "$last"},
+    "high": {"$max": "$high"},
+    "low": {"$min": "$low"},
+    "volume": {"$sum": "$volume"},
+    "quote": {"$sum": "$quote"},
+    "count": {"$sum": "$count"},
+    "buy_volume": {"$sum": "$buy_volume"},
+    "buy_quote": {"$sum": "$buy_quote"},
+    "price_scale": {"$max": "$price_scale"},
+    "quantity_scale": {"$max": "$quantity_scale"},
+    "quote_scale": {"$max": "$quote_scale"},
+}
+# ...and the same aggregation straight from trade documents.
+TRADE_ACCUMULATORS: Document = {
+    "first": {"$min": TRADE_KEY},
+    "last": {"$max": TRADE_KEY},
+    "high": {"$max": PRICE},
+    "low": {"$min": PRICE},
+    "volume": {"$sum": QUANTITY},
+    "quote": {"$sum": QUOTE},
+    "count": {"$sum": 1},
+    "buy_volume": {"$sum": {"$cond": [IS_BUY, QUANTITY, 0]}},
+    "buy_quote": {"$sum": {"$cond": [IS_BUY, QUOTE, 0]}},
+    "price_scale": {"$max": PRICE_SCALE},
+    "quantity_scale": {"$max": QUANTITY_SCALE},
+    "quote_scale": {"$max": {"$add": [PRICE_SCALE, QUANTITY_SCALE]}},
+}
+ROW_FIELDS = tuple(ROW_ACCUMULATORS)
+_BY_MARKET_BUCKET = {"symbol": "$symbol", "exchange": "$exchange", "bucket": "$bucket"}
+_BY_MARKET = {"symbol": "$symbol", "exchange": "$exchange"}
+
+
+def _in(values: Sequence[str]) -> Document:
+    return {"$in": list(values)}
+
+
+def _markets(symbols: Sequence[str], exchanges: Sequence[str]) -> Document:
+    match: Document = {"symbol": symbols[0] if len(symbols) == 1 else _in(symbols)}
+    if exchanges:
+        match["exchange"] = _in(exchanges)
+    return match
+
+
+def _ms_range(low_us: int, high_us: int) -> Document:
+    """BSON dates of the trades in [low_us, high_us) microseconds."""
+    return {"$gte": datetime_of_us(low_us), "$lte": datetime_of_us(high_us - 1)}
+
+
+# -- rollup maintenance -------------------------------------------------------------------------------------
+
+Range = tuple[str, str, int, int]  # symbol, exchange, [low, high) bucket starts in microseconds
+
+
+def scan_new_trades(since: object | None, batch: int) -> Pipeline:
+    """Minute buckets touched by the next `batch` trade documents after the _id watermark `since`."""
+    return [
+        {"$match": {} if since is None else {"_id": {"$gt": since}}},
+        {"$sort": {"_id": 1}},
+        {"$limit": batch},
+        {"$project": {"symbol": 1, "exchange": 1, "bucket": _bucket(TIME_US, MINUTE_US)}},
+        {"$group": {"_id": _BY_MARKET_BUCKET, "last_id": {"$max": "$_id"}, "trades": {"$sum": 1}}},
+    ]
+
+
+def minute_rollups(ranges: Sequence[Range]) -> Pipeline:
+    """1m rows of the trades in `ranges` (runs on the trades collection)."""
+    match = {
+        "$or": [
+            {"symbol": symbol, "exchange": exchange, "timestamp": _ms_range(low, high)}
+            for symbol, exchange, low, high in ranges
+        ]
+    }
+    by_minute = {"symbol": "$symbol", "exchange": "$exchange", "bucket": _bucket(TIME_US, MINUTE_US)}
+    return [{"$match": match}, {"$group": {"_id": by_minute, **TRADE_ACCUMULATORS}}]
+
+
+def tier_rollups(tier: Rollup, source: Rollup, ranges: Sequence[Range]) -> Pipeline:
+    """`tier` rows from the `source` tier's rows in `ranges` (runs on the rollups collection)."""
+    match = {
+        "$or": [
+            {"tier": source.label, "symbol": symbol, "exchange": exchange, "bucket": {"$gte": low, "$lt": high}}
+            for symbol, exchange, low, high in ranges
+        ]
+    }
+    return [
+        {"$match": match},
+        {"$addFields": {"bucket": _bucket("$bucket", tier.micros)}},
+        {"$group": {"_id": _BY_MARKET_BUCKET, **ROW_ACCUMULATORS}},
+    ]
+
+
+def market_summaries(markets: Sequence[tuple[str, str]]) -> Pipeline:
+    """First/last trade, count and price scale of each (symbol, exchange), from the 1d tier."""
+    match = {"$or": [{"tier": Rollup.D1.label, "symbol": s, "exchange": e} for s, e in markets]}
+    return [
+        {"$match": match},
+        {
+            "$group": {
+                "_id": {"symbol": "$symbol", "exchange": "$exchange"},
+                "first_us": {"$min": "$first.t"},
+                "last": {"$max": "$last"},
+                "count": {"$sum": "$count"},
+                "price_scale": {"$max": "$price_scale"},
+            }
+        },
+    ]
+
+
+# -- reads --------------------------------------------------------------------------------------------------
+
+
+def candles(
+    tier: Rollup,
+    *,
+    symbol: str,
+    exchanges: Sequence[str],
+    low_us: int | None,
+    high_us: int | None,
+    timeframe_us: int,
+    offset_us: int,
+    limit: int,
+    rows_per_candle: int,
+    newest_first: bool,
+) -> Pipeline:
+    """The first `limit` candles (newest or oldest) from `tier` rows with bucket in [low_us, high_us).
+
+    Rows are read in bucket order and capped at `limit * rows_per_candle`: the rows of `limit` candles can't
+    be more, so cost follows the candles returned, not the symbol's history.
+    """
+    match = {"tier": tier.label, **_markets([symbol], exchanges)}
+    bounds: Document = {}
+    if low_us is not None:
+        bounds["$gte"] = low_us
+    if high_us is not None:
+        bounds["$lt"] = high_us
+    if bounds:
+        match["bucket"] = bounds
+    direction = -1 if newest_first else 1
+    return [
+        {"$match": match},
+        {"$sort": {"bucket": direction}},
+        {"$limit": limit * rows_per_candle},
+        {"$addFields": {"bucket": _bucket("$bucket", timeframe_us, offset_us)}},
+        {"$group": {"_id": "$bucket", **ROW_ACCUMULATORS}},
+        {"$sort": {"_id": direction}},
+        {"$limit": limit},
+    ]
+
+
+def window_stats(
+    *,
+    symbols: Sequence[str],
+    exchanges: Sequence[str],
+    raw: Sequence[tuple[int, int]],
+    rolled: Sequence[tuple[Rollup, int, int]],
+    rollups_collection: str,
+) -> Pipeline:
+    """Per-symbol aggregates of raw trades in the `raw` [low, high) us ranges plus `rolled` tier buckets, in
+    ONE aggregation on the trades collection ($unionWith brings in the rollups)."""
+    markets = _markets(symbols, exchanges)
+    if raw:
+        trades_match = {"$or": [{**markets, "timestamp": _ms_range(low, high)} for low, high in raw]}
+        exact = {"$or": [{"$and": [{"$gte": [TIME_US, low]}, {"$lt": [TIME_US, high]}]} for low, high in raw]}
+        pipeline: Pipeline = [
+            {"$match": trades_match},
+            {"$match": {"$expr": exact}},
+            # The edge trades of each market as one bucket row, the shape of the rollups joined below.
+            {"$group": {"_id": _BY_MARKET, **TRADE_ACCUMULATORS}},
+            {"$addFields": {"symbol": "$_id.symbol", "exchange": "$_id.exchange"}},
+        ]
+    else:
+        pipeline = [{"$match": {"symbol": _in([])}}]
+    if rolled:
+        pieces = [{"tier": tier.label, **markets, "bucket": {"$gte": low, "$lt": high}} for tier, low, high in rolled]
+        union = {"coll": rollups_collection, "pipeline": [{"$match": {"$or": pieces}}]}
+        pipeline.append({"$unionWith": union})
+    pipeline.append({"$group": {"_id": "$symbol", "exchanges": {"$addToSet": "$exchange"}, **ROW_ACCUMULATORS}})
+    return pipeline
+
+
+def symbols(exchanges: Sequence[str]) -> Pipeline:
+    """One summary row per symbol from the markets collection, alphabetically."""
+    return [
+        {"$match": {"exchange": _in(exchanges)} if exchanges else {}},
+        {
+            "$group": {
+                "_id": "$symbol",
+                "exchanges": {"$addToSet": "$exchange"},
+                "count": {"$sum": "$count"},
+                "first_us": {"$min": "$first_us"},
+                "last": {"$max": "$last"},
+                "price_scale": {"$max": "$price_scale"},
+            }
+        },
+        {"$sort": {"_id": 1}},
+    ]
+
+
+_PAGE_KEY: Document = {"t": TIME_US, "e": "$exchange", "l": TRADE_ID_LENGTH, "i": TRADE_ID}
+_NEWEST_FIRST: Document = {"key.t": -1, "key.e": -1, "key.l": -1, "key.i": -1}
+
+
+def _page_filters(
+    symbol: str, exchanges: Sequence[str], low_us: int | None, high_us: int | None, after: Document | None
+) -> tuple[Document, Document]:
+    """(index-friendly match on dates, exact match on the computed key) of a page's candidate trades."""
+    match = _markets([symbol], exchanges)
+    dates: Document = {}
+    exact: Document = {}
+    if low_us is not None:
+        dates["$gte"] = datetime_of_us(low_us)
+        exact["key.t"] = {"$gte": low_us}
+    if high_us is not None:
+        dates["$lte"] = datetime_of_us(high_us)
+        exact.setdefault("key.t", {})["$lte"] = high_us
+    if dates:
+        match["timestamp"] = dates
+    if after is not None:
+        exact["key"] = {"$lt": after}
+    return match, exact
+
+
+def page_reach(
+    symbol: str, exchanges: Sequence[str], low_us: int | None, high_us: int | None, after: Document | None, limit: int
+) -> Pipeline:
+    """Step 1 of a trade page: the oldest BSON date among the next `limit` trades, read newest first from
+    the (symbol, timestamp) index. Step 2 then only sorts the trades from that millisecond on."""
+    match, exact = _page_filters(symbol, exchanges, low_us, high_us, after)
+    return [
+        {"$match": match},
+        {"$sort": {"timestamp": -1}},
+        {"$project": {"timestamp": 1, "key": _PAGE_KEY}},
+        {"$match": exact},
+        {"$limit": limit},
+        {"$group": {"_id": None, "oldest": {"$min": "$timestamp"}, "trades": {"$sum": 1}}},
+    ]
+
+
+def trade_page(
+    symbol: str, exchanges: Sequence[str], low_us: int | None, high_us: int | None, after: Document | None, limit: int
+) -> Pipeline:
+    """Step 2 of a trade page: the `limit` trades after `after` (newest first) in [low_us, high_us]."""
+    match, exact = _page_filters(symbol, exchanges, low_us, high_us, after)
+    return [
+        {"$match": match},
+        {"$project": {"_id": 0, "exchange": 1, "price": 1, "quantity": 1, "side": 1, "key": _PAGE_KEY}},
+        {"$match": exact},
+        {"$sort": _NEWEST_FIRST},
+        {"$limit": limit},
+    ]

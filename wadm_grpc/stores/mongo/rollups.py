@@ -1,0 +1,152 @@
+"""Incremental rollup maintenance: recompute the 1m/1h/1d buckets (and market summaries) that trades touched.
+
+Every bucket is recomputed from its source in full (1m from trades, 1h from 1m, 1d from 1h) and upserted
+with ReplaceOne, never incremented, so running the same work twice writes the same documents: maintenance
+is idempotent, and a late trade simply makes its buckets be recomputed.
+
+Which buckets: `insert_trades` knows the trades it stored. Trades that collectors insert straight into the
+collection are found by a watermark on `_id` (ObjectIds grow with time): each pass scans the documents after
+the last `_id` it finished (less `rescan_seconds`, for writers whose inserts commit late or whose clocks lag).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReplaceOne
+
+from wadm_grpc.domain.timeframe import Rollup
+from wadm_grpc.domain.trade import Trade
+from wadm_grpc.stores.mongo import pipelines
+from wadm_grpc.stores.mongo.commands import Commands
+from wadm_grpc.stores.mongo.documents import Document
+from wadm_grpc.stores.mongo.pipelines import Range
+
+BucketKey = tuple[str, str, int]  # symbol, exchange, bucket start (us)
+# Touched buckets of a market closer than this many buckets are recomputed through one index range (the
+# buckets between are read too, but only touched ones are written back)...
+_MERGE_GAP = 8
+# ...and one query's $or has at most this many ranges (a market with more has its closest ones joined).
+_RANGES_PER_QUERY = 32
+_SOURCE = {Rollup.H1: Rollup.M1, Rollup.D1: Rollup.H1}
+
+
+@dataclass
+class RefreshReport:
+    """What one maintenance pass (or one ingest) did."""
+
+    scanned_trades: int = 0
+    written: dict[str, int] = field(default_factory=dict)  # tier label or "markets" -> documents upserted
+
+
+def minute_keys(trades: Iterable[Trade]) -> set[BucketKey]:
+    """The 1m buckets `trades` fall in."""
+    return {(t.symbol, t.exchange, Rollup.M1.bucket_start(t.time_us)) for t in trades}
+
+
+def merged_ranges(keys: Iterable[BucketKey], size: int) -> list[list[Range]]:
+    """Bucket keys as index ranges [low, high), in groups of at most _RANGES_PER_QUERY (one query each).
+
+    A market's touched buckets closer than _MERGE_GAP buckets share a range; past _RANGES_PER_QUERY ranges, a
+    market's closest ranges are joined until it has that many (scattered late trades cost reading the
+    buckets between them, never more than one market's span).
+    """
+    by_market: defaultdict[tuple[str, str], set[int]] = defaultdict(set)
+    for symbol, exchange, bucket in keys:
+        by_market[(symbol, exchange)].add(bucket)
+    ranges: list[Range] = []
+    for (symbol, exchange), touched in sorted(by_market.items()):
+        buckets = sorted(touched)
+        gaps = sorted((b - a, i) for i, (a, b) in enumerate(itertools.pairwise(buckets)))
+        joins = sum(1 for gap, _ in gaps if gap <= _MERGE_GAP * size)
+        joins = max(joins, len(buckets) - _RANGES_PER_QUERY)
+        joined = {i for _, i in gaps[:joins]}
+        low = buckets[0]
+        for i, bucket in enumerate(buckets):
+            if i not in joined:  # bucket i ends a range
+                ranges.append((symbol, exchange, low, bucket + size))
+                if i + 1 < len(buckets):
+                    low = buckets[i + 1]
+    return [ranges[i : i + _RANGES_PER_QUERY] for i in range(0, len(ranges), _RANGES_PER_QUERY)]
+
+
+def _rollup_document(tier: Rollup, row: Document) -> tuple[BucketKey, Document]:
+    key = row["_id"]
+    bucket = int(key["bucket"])  # mongomock's $mod yields floats; MongoDB's longs
+    document = {"tier": tier.label, "symbol": key["symbol"], "exchange": key["exchange"], "bucket": bucket}
+    document.update((name, row[name]) for name in pipelines.ROW_FIELDS)
+    return (key["symbol"], key["exchange"], bucket), document
+
+
+async def _refresh_tier(db: Commands, tier: Rollup, touched: set[BucketKey]) -> int:
+    """Recompute `tier`'s touched buckets from their source and upsert them; returns how many."""
+    source = _SOURCE.get(tier)
+    replacements: list[ReplaceOne[Document]] = []
+    for chunk in merged_ranges(touched, tier.micros):
+        if source is None:
+            rows = await db.aggregate("trades", pipelines.minute_rollups(chunk))
+        else:
+            rows = await db.aggregate("rollups", pipelines.tier_rollups(tier, source, chunk))
+        for row in rows:
+            key, document = _rollup_document(tier, row)
+            if key in touched:
+                unique = {name: document[name] for name in ("tier", "symbol", "bucket", "exchange")}
+                replacements.append(ReplaceOne(unique, document, upsert=True))
+    await db.replace("rollups", replacements)
+    return len(replacements)
+
+
+async def _refresh_markets(db: Commands, markets: set[tuple[str, str]]) -> int:
+    replacements: list[ReplaceOne[Document]] = []
+    ordered = sorted(markets)
+    for start in range(0, len(ordered), _RANGES_PER_QUERY):
+        rows = await db.aggregate("rollups", pipelines.market_summaries(ordered[start : start + _RANGES_PER_QUERY]))
+        for row in rows:
+            market = {"symbol": row["_id"]["symbol"], "exchange": row["_id"]["exchange"]}
+            summary = {name: row[name] for name in ("first_us", "last", "count", "price_scale")}
+            replacements.append(ReplaceOne(market, {**market, **summary}, upsert=True))
+    await db.replace("markets", replacements)
+    return len(replacements)
+
+
+async def refresh_buckets(db: Commands, touched_minutes: set[BucketKey], report: RefreshReport) -> None:
+    """Recompute every tier's buckets over `touched_minutes`, then the touched markets' summaries."""
+    touched = touched_minutes
+    for tier in Rollup:
+        touched = {(s, e, tier.bucket_start(b)) for s, e, b in touched}
+        report.written[tier.label] = report.written.get(tier.label, 0) + await _refresh_tier(db, tier, touched)
+    written = await _refresh_markets(db, {(s, e) for s, e, _ in touched})
+    report.written["markets"] = report.written.get("markets", 0) + written
+
+
+def rescan_from(last_id: ObjectId | None, rescan_seconds: float) -> ObjectId | None:
+    """Where a pass starts: after the watermark, less `rescan_seconds` of ObjectId time."""
+    if last_id is None or rescan_seconds <= 0:
+        return last_id
+    return ObjectId.from_datetime(last_id.generation_time - timedelta(seconds=rescan_seconds))
+
+
+async def scan_and_refresh(
+    db: Commands, since: ObjectId | None, batch: int, save_watermark: Callable[[Any], Awaitable[None]]
+) -> RefreshReport:
+    """Roll up every trade document after `since`, `batch` documents at a time, saving the watermark after
+    each batch (so an interrupted pass resumes where it stopped)."""
+    report = RefreshReport()
+    while True:
+        rows = await db.aggregate("trades", pipelines.scan_new_trades(since, batch))
+        scanned = sum(int(row["trades"]) for row in rows)
+        if not scanned:
+            return report
+        report.scanned_trades += scanned
+        keys = {(row["_id"]["symbol"], row["_id"]["exchange"], int(row["_id"]["bucket"])) for row in rows}
+        await refresh_buckets(db, keys, report)
+        since = max(row["last_id"] for row in rows)
+        await save_watermark(since)
+        if scanned < batch:
+            return report
