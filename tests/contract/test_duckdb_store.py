@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
+
+import duckdb
 
 from tests.contract.test_trade_store import T0, as_exact, query
 from tests.reference import buckets
@@ -62,3 +65,45 @@ async def test_queries_run_on_worker_threads_not_the_event_loop(tmp_path: Path) 
         assert threading.current_thread().name not in seen
     finally:
         await store.close()
+
+
+async def test_concurrent_batches_share_one_transaction_and_count_each_trade_once(tmp_path: Path) -> None:
+    store = DuckDBTradeStore(tmp_path / "t.duckdb")
+    trades = make_trades(seed=14, count=90, start_us=T0, spacing_us=1_000_000, exchanges=("a", "b"))
+    try:
+        await store.insert_trades(trades[:10])
+        before = store.round_trips
+        # Three callers at once: overlapping with each other and with what is stored.
+        results = await asyncio.gather(
+            store.insert_trades(trades[5:40]), store.insert_trades(trades[30:70]), store.insert_trades(trades[60:90])
+        )
+        statements = store.round_trips - before
+
+        assert results == [trades[10:40], trades[40:70], trades[70:90]]
+        assert statements == 3  # insert trades, read stored buckets, write merged buckets: once for all three
+        assert as_exact(await store.candles(query(Timeframe.M1))) == as_exact(  # type: ignore[arg-type]
+            list(buckets(trades, Timeframe.M1.bucket_start).items())
+        )
+    finally:
+        await store.close()
+
+
+async def test_an_older_layout_is_migrated_and_its_rollups_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    trades = make_trades(seed=15, count=200, start_us=T0, spacing_us=60_000_000)
+    store = DuckDBTradeStore(path)
+    await store.insert_trades(trades)
+    await store.close()
+    with duckdb.connect(str(path)) as connection:  # make it look like a version-1 file
+        connection.execute("DROP TABLE wadm_schema")
+        connection.execute("DELETE FROM rollups")
+        connection.execute("CREATE TABLE markets (symbol VARCHAR)")
+
+    migrated = DuckDBTradeStore(path)
+    try:
+        assert as_exact(await migrated.candles(query(Timeframe.H1))) == as_exact(  # type: ignore[arg-type]
+            list(buckets(trades, Timeframe.H1.bucket_start).items())
+        )
+        assert [s.trade_count for s in await migrated.symbols(())] == [200]
+    finally:
+        await migrated.close()

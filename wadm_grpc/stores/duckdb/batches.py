@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 
 import pyarrow as pa
 
 from wadm_grpc.domain.decimals import MAX_SCALE, scale_of
-from wadm_grpc.domain.timeframe import Rollup
 from wadm_grpc.domain.trade import Side, Trade
 
 _DECIMAL = pa.decimal128(38, MAX_SCALE)
@@ -30,18 +29,3 @@ def trades_table(trades: Collection[Trade]) -> pa.Table:
             "is_buy": pa.array([t.side is Side.BUY for t in trades], pa.bool_()),
         }
     )
-
-
-def touched_buckets(trades: Iterable[Trade], tier: Rollup) -> tuple[pa.Table, int, int]:
-    """The distinct (symbol, exchange, bucket) of `tier` that `trades` fall in, with the lowest and
-    highest bucket start."""
-    keys = {(t.symbol, t.exchange, tier.bucket_start(t.time_us)) for t in trades}
-    buckets = [bucket for _, _, bucket in keys]
-    table = pa.table(
-        {
-            "symbol": pa.array([symbol for symbol, _, _ in keys], pa.string()),
-            "exchange": pa.array([exchange for _, exchange, _ in keys], pa.string()),
-            "bucket": pa.array(buckets, pa.int64()),
-        }
-    )
-    return table, min(buckets), max(buckets)

@@ -66,7 +66,7 @@ def window_stats(
     parts: list[str] = []
     params: list[Any] = []
     for tier, low, high in window_pieces(start_us, end_us):
-        rows = f"({sql.TRADES_AS_BUCKETS})" if tier is None else sql.rollup_table(tier)
+        rows = f"({sql.TRADES_AS_BUCKETS})" if tier is None else sql.tier_rows(tier.label)
         parts.append(
             f"SELECT * FROM {rows} WHERE {sql.in_list('symbol', len(symbols))} "
             f"AND {sql.in_list('exchange', len(exchanges))} AND bucket >= ? AND bucket < ?"
@@ -92,11 +92,7 @@ LIMIT ?"""
 
 def read_trades(cursor: Cursor, query: TradeQuery) -> list[Trade]:
     """A newest-first page, reading ever wider time windows back from the cursor until it is full."""
-    bounds = cursor.execute(
-        f"SELECT min(first_us), max(last_us), sum(trade_count) FROM markets "
-        f"WHERE symbol = ? AND {sql.in_list('exchange', len(query.exchanges))}",
-        [query.symbol, *query.exchanges],
-    ).fetchone()
+    bounds = cursor.execute(sql.market_bounds(len(query.exchanges)), [query.symbol, *query.exchanges]).fetchone()
     if bounds is None or bounds[0] is None:
         return []
     first, last, count = bounds

@@ -1,8 +1,10 @@
-"""DuckDB SQL: schema, rollup maintenance and reads, all over one canonical "bucket row" shape.
+"""DuckDB SQL: schema, rollup rebuilds and reads, all over one canonical "bucket row" shape.
 
 Trades and every rollup tier are read through the same columns (open/high/low/close with the time and
 id of the opening and closing trade, volumes, count, precisions), so one aggregation serves rollup
-maintenance, candles and window stats alike.
+rebuilds, candles and window stats alike. All tiers live in ONE table, `rollups`, keyed by tier: ingest
+then touches every tier with one read and one write. The tier "all" holds one row per market (symbol,
+exchange) covering its whole history: ListSymbols and the time bounds of a market come from there.
 """
 
 from __future__ import annotations
@@ -10,6 +12,10 @@ from __future__ import annotations
 from wadm_grpc.domain.timeframe import Rollup
 
 DECIMAL = "DECIMAL(38, 18)"
+SCHEMA_VERSION = 2
+# The per-market tier: one row per (symbol, exchange), bucket 0.
+MARKET_TIER = "all"
+TIERS = (*(tier.label for tier in Rollup), MARKET_TIER)
 
 TRADES_DDL = f"""
 CREATE TABLE IF NOT EXISTS trades (
@@ -26,29 +32,9 @@ CREATE TABLE IF NOT EXISTS trades (
     PRIMARY KEY (exchange, symbol, trade_id)
 )"""
 
-MARKETS_DDL = f"""
-CREATE TABLE IF NOT EXISTS markets (
-    symbol VARCHAR NOT NULL,
-    exchange VARCHAR NOT NULL,
-    first_us BIGINT NOT NULL,
-    last_us BIGINT NOT NULL,
-    last_id VARCHAR NOT NULL,
-    trade_count BIGINT NOT NULL,
-    last_price {DECIMAL} NOT NULL,
-    price_scale UTINYINT NOT NULL,
-    PRIMARY KEY (symbol, exchange)
-)"""
-
-
-def rollup_table(tier: Rollup) -> str:
-    """Table holding one tier's buckets."""
-    return f"rollup_{tier.label}"
-
-
-def rollup_ddl(tier: Rollup) -> str:
-    """One row per (symbol, exchange, bucket) with trades."""
-    return f"""
-CREATE TABLE IF NOT EXISTS {rollup_table(tier)} (
+ROLLUPS_DDL = f"""
+CREATE TABLE IF NOT EXISTS rollups (
+    tier VARCHAR NOT NULL,
     symbol VARCHAR NOT NULL,
     exchange VARCHAR NOT NULL,
     bucket BIGINT NOT NULL,
@@ -68,9 +54,17 @@ CREATE TABLE IF NOT EXISTS {rollup_table(tier)} (
     price_scale UTINYINT NOT NULL,
     quantity_scale UTINYINT NOT NULL,
     quote_scale UTINYINT NOT NULL,
-    PRIMARY KEY (symbol, exchange, bucket)
+    PRIMARY KEY (tier, symbol, exchange, bucket)
 )"""
 
+SCHEMA_DDL = "CREATE TABLE IF NOT EXISTS wadm_schema (version INTEGER NOT NULL)"
+# Tables of schema version 1 (one table per tier, a separate markets table).
+LEGACY_TABLES = ("rollup_1m", "rollup_1h", "rollup_1d", "markets")
+
+BUCKET_COLUMNS = (
+    "symbol, exchange, bucket, open, open_us, open_id, high, low, close, close_us, close_id, "
+    "volume, quote, trade_count, buy_volume, buy_quote, price_scale, quantity_scale, quote_scale"
+)
 
 # Trades seen as one-trade buckets.
 TRADES_AS_BUCKETS = """
@@ -103,43 +97,27 @@ AGGREGATE_COLUMNS = (
 ).split()
 
 
-def source_of(tier: Rollup) -> tuple[str, str]:
-    """(bucket rows, table whose `bucket` column they come from) feeding `tier`: trades feed 1m, and so on."""
-    if tier is Rollup.M1:
-        return f"({TRADES_AS_BUCKETS})", "trades"
-    lower = Rollup.M1 if tier is Rollup.H1 else Rollup.H1
-    return rollup_table(lower), rollup_table(lower)
+def tier_rows(label: str) -> str:
+    """The bucket rows of one tier, as a subquery."""
+    assert label in TIERS
+    return f"(SELECT {BUCKET_COLUMNS} FROM rollups WHERE tier = '{label}')"
 
 
-def refresh_rollup(tier: Rollup, *, everything: bool = False) -> str:
-    """Recompute `tier`'s buckets listed in the registered table `touched` (symbol, exchange, bucket).
-
-    Parameters: lowest and highest touched bucket start (for zone-map pruning of the source). With
-    `everything`, rebuild every bucket from its source instead (no table, no parameters).
-    """
-    rows, _ = source_of(tier)
-    size = tier.micros
-    only_touched = f"""
-SEMI JOIN touched AS t
-  ON s.symbol = t.symbol AND s.exchange = t.exchange AND s.bucket - s.bucket % {size} = t.bucket
-WHERE s.bucket >= ? AND s.bucket < ? + {size}"""
+def rebuild_tier(label: str) -> str:
+    """Recompute one tier from the next finer one (1m from trades; "all" from 1d, one row per market)."""
+    if label == MARKET_TIER:
+        source, size = tier_rows(Rollup.D1.label), 0
+    elif label == Rollup.M1.label:
+        source, size = f"({TRADES_AS_BUCKETS})", Rollup.M1.micros
+    else:
+        finer = Rollup.M1 if label == Rollup.H1.label else Rollup.H1
+        source, size = tier_rows(finer.label), (Rollup.H1 if finer is Rollup.M1 else Rollup.D1).micros
+    bucket = "0" if size == 0 else f"s.bucket - s.bucket % {size}"
     return f"""
-INSERT OR REPLACE INTO {rollup_table(tier)}
-SELECT s.symbol, s.exchange, s.bucket - s.bucket % {size} AS rollup_bucket, {AGGREGATES}
-FROM {rows} AS s {"" if everything else only_touched}
+INSERT INTO rollups
+SELECT '{label}', s.symbol, s.exchange, {bucket} AS rollup_bucket, {AGGREGATES}
+FROM {source} AS s
 GROUP BY s.symbol, s.exchange, rollup_bucket"""
-
-
-def refresh_markets(*, everything: bool = False) -> str:
-    """Recompute the markets in the registered table `touched` (or all of them) from the 1d tier."""
-    only_touched = """
-SEMI JOIN (SELECT DISTINCT symbol, exchange FROM touched) AS t ON r.symbol = t.symbol AND r.exchange = t.exchange"""
-    return f"""
-INSERT OR REPLACE INTO markets
-SELECT r.symbol, r.exchange, min(open_us), max(close_us), arg_max(close_id, {_CLOSE_KEY}), sum(trade_count),
-       arg_max(close, {_CLOSE_KEY}), max(price_scale)
-FROM {rollup_table(Rollup.D1)} AS r {"" if everything else only_touched}
-GROUP BY r.symbol, r.exchange"""
 
 
 def in_list(column: str, count: int) -> str:
@@ -155,25 +133,27 @@ def candles(tier: Rollup, *, timeframe_us: int, offset_us: int, exchanges: int, 
     order = "DESC" if newest_first else "ASC"
     return f"""
 SELECT bucket - (bucket - {offset_us}) % {timeframe_us} AS open_time, {AGGREGATES}
-FROM {rollup_table(tier)}
-WHERE symbol = ? AND {in_list("exchange", exchanges)} AND bucket >= ? AND bucket < ?
+FROM rollups
+WHERE tier = '{tier.label}' AND symbol = ? AND {in_list("exchange", exchanges)} AND bucket >= ? AND bucket < ?
 GROUP BY open_time
 ORDER BY open_time {order}
 LIMIT ?"""
 
 
 def market_bounds(exchanges: int) -> str:
-    """First and last trade time of a symbol on the selected exchanges. Parameters: symbol, exchanges..."""
+    """First and last trade time and trade count of a symbol on the selected exchanges.
+    Parameters: symbol, exchanges..."""
     return f"""
-SELECT min(first_us), max(last_us) FROM markets WHERE symbol = ? AND {in_list("exchange", exchanges)}"""
+SELECT min(open_us), max(close_us), sum(trade_count) FROM rollups
+WHERE tier = '{MARKET_TIER}' AND symbol = ? AND {in_list("exchange", exchanges)}"""
 
 
 def symbols(exchanges: int) -> str:
     """One row per symbol. Parameters: exchanges..."""
     return f"""
-SELECT symbol, list(exchange ORDER BY exchange), sum(trade_count), min(first_us), max(last_us),
-       arg_max(last_price, (last_us, exchange, length(last_id), last_id)), max(price_scale)
-FROM markets
-WHERE {in_list("exchange", exchanges)}
+SELECT symbol, list(exchange ORDER BY exchange), sum(trade_count), min(open_us), max(close_us),
+       arg_max(close, {_CLOSE_KEY}), max(price_scale)
+FROM rollups
+WHERE tier = '{MARKET_TIER}' AND {in_list("exchange", exchanges)}
 GROUP BY symbol
 ORDER BY symbol"""

@@ -8,6 +8,7 @@ serialised and never conflict, while reads keep running on their own snapshots.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,12 +20,12 @@ import duckdb
 from wadm_grpc.domain.aggregate import Aggregate, SymbolSummary, WindowStats
 from wadm_grpc.domain.decimals import with_scale
 from wadm_grpc.domain.errors import FailedPreconditionError
-from wadm_grpc.domain.timeframe import Rollup
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.ports import CandleQuery, TradeQuery
 from wadm_grpc.stores.duckdb import sql
-from wadm_grpc.stores.duckdb.batches import touched_buckets, trades_table
+from wadm_grpc.stores.duckdb.batches import trades_table
 from wadm_grpc.stores.duckdb.reads import aggregate_of, read_trades, window_stats
+from wadm_grpc.stores.duckdb.rollups import merge_into_rollups
 
 T = TypeVar("T")
 Cursor = duckdb.DuckDBPyConnection
@@ -49,10 +50,24 @@ class DuckDBTradeStore:
         self._cursors_lock = threading.Lock()
         # Statements executed: the contract suite checks that multi-symbol stats take ONE.
         self.round_trips = 0
+        self._queued: list[tuple[Sequence[Trade], asyncio.Future[list[Trade]]]] = []
+        self._committer: asyncio.Task[None] | None = None
         if not read_only:
             with self._connection.cursor() as cursor:
-                for ddl in (sql.TRADES_DDL, sql.MARKETS_DDL, *(sql.rollup_ddl(tier) for tier in Rollup)):
-                    cursor.execute(ddl)
+                self._migrate(cursor)
+
+    def _migrate(self, cursor: Cursor) -> None:
+        """Create the tables; an older layout is replaced and its rollups rebuilt from the trades."""
+        for ddl in (sql.TRADES_DDL, sql.ROLLUPS_DDL, sql.SCHEMA_DDL):
+            cursor.execute(ddl)
+        row = cursor.execute("SELECT max(version) FROM wadm_schema").fetchone()
+        if row is not None and row[0] == sql.SCHEMA_VERSION:
+            return
+        for table in sql.LEGACY_TABLES:
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        self._rebuild(cursor)
+        cursor.execute("DELETE FROM wadm_schema")
+        cursor.execute("INSERT INTO wadm_schema VALUES (?)", [sql.SCHEMA_VERSION])
 
     def _open_cursor(self) -> None:
         cursor = self._connection.cursor()
@@ -70,16 +85,50 @@ class DuckDBTradeStore:
     # -- ingest -----------------------------------------------------------------------------------
 
     async def insert_trades(self, trades: Sequence[Trade]) -> list[Trade]:
+        """Group commit: calls that arrive while a transaction runs share the next one, so many small
+        concurrent batches cost one transaction, not one each. Each call still gets exactly its own new
+        trades, and a failure fails every call of the group with nothing written."""
         if self.read_only:
             raise FailedPreconditionError("this server serves a read-only snapshot; publish to the writer")
         if not trades:
             return []
-        return await self._run(self._writer, lambda cursor: self._insert(cursor, trades))
+        waiter: asyncio.Future[list[Trade]] = asyncio.get_running_loop().create_future()
+        self._queued.append((trades, waiter))
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_queued(), name="duckdb-group-commit")
+        return await waiter
 
-    def _insert(self, cursor: Cursor, trades: Sequence[Trade]) -> list[Trade]:
+    async def _commit_queued(self) -> None:
+        try:
+            while self._queued:
+                group, self._queued = self._queued, []
+                insert = functools.partial(self._insert, batches=[trades for trades, _ in group])
+                try:
+                    results = await self._run(self._writer, insert)
+                except BaseException as error:  # every call of the group fails, nothing was written
+                    for _, waiter in group:
+                        if not waiter.done():
+                            waiter.set_exception(error)
+                    if isinstance(error, asyncio.CancelledError):
+                        raise
+                    continue
+                for (_, waiter), new in zip(group, results, strict=True):
+                    if not waiter.done():
+                        waiter.set_result(new)
+        finally:
+            self._committer = None
+
+    def _insert(self, cursor: Cursor, batches: Sequence[Sequence[Trade]]) -> list[list[Trade]]:
+        """One transaction for several calls' batches; per call, its trades that were new (a trade in two
+        calls counts for the first)."""
         unique: dict[tuple[str, str, str], Trade] = {}
-        for trade in trades:
-            unique.setdefault((trade.exchange, trade.symbol, trade.trade_id), trade)
+        owner: dict[tuple[str, str, str], int] = {}
+        for index, batch in enumerate(batches):
+            for trade in batch:
+                key = (trade.exchange, trade.symbol, trade.trade_id)
+                if key not in unique:
+                    unique[key] = trade
+                    owner[key] = index
         cursor.begin()
         try:
             cursor.register("incoming", trades_table(unique.values()))
@@ -90,33 +139,27 @@ class DuckDBTradeStore:
             fresh = {(exchange, symbol, trade_id) for exchange, symbol, trade_id in inserted}
             new = [trade for key, trade in unique.items() if key in fresh]
             if new:
-                self._refresh_rollups(cursor, new)
+                merge_into_rollups(cursor, new)
             cursor.commit()
         except BaseException:
             cursor.rollback()
             raise
-        return new
-
-    def _refresh_rollups(self, cursor: Cursor, new: Sequence[Trade]) -> None:
-        for tier in Rollup:
-            table, lowest, highest = touched_buckets(new, tier)
-            cursor.register("touched", table)
-            cursor.execute(sql.refresh_rollup(tier), [lowest, highest])
-        cursor.execute(sql.refresh_markets())
-        cursor.unregister("touched")
+        results: list[list[Trade]] = [[] for _ in batches]
+        for key, trade in unique.items():
+            if key in fresh:
+                results[owner[key]].append(trade)
+        return results
 
     async def rebuild_rollups(self) -> None:
-        """Recompute every rollup tier and the markets table from the trades (after a bulk load or repair)."""
+        """Recompute every rollup tier from the trades (after a bulk load, or as a repair)."""
         await self._run(self._writer, self._rebuild)
 
     def _rebuild(self, cursor: Cursor) -> None:
         cursor.begin()
         try:
-            for tier in Rollup:
-                cursor.execute(f"DELETE FROM {sql.rollup_table(tier)}")
-                cursor.execute(sql.refresh_rollup(tier, everything=True))
-            cursor.execute("DELETE FROM markets")
-            cursor.execute(sql.refresh_markets(everything=True))
+            cursor.execute("DELETE FROM rollups")
+            for label in sql.TIERS:  # finest first: each tier is built from the previous one
+                cursor.execute(sql.rebuild_tier(label))
             cursor.commit()
         except BaseException:
             cursor.rollback()
@@ -188,6 +231,8 @@ class DuckDBTradeStore:
         return await self._read(lambda cursor: read_trades(cursor, query))
 
     async def close(self) -> None:
+        if self._committer is not None:
+            await self._committer  # what was accepted is written before the file closes
         self._readers.shutdown(wait=True)
         self._writer.shutdown(wait=True)
         with self._cursors_lock:
