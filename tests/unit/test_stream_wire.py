@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.support import make_trades
 from wadm_grpc.api.grpc import convert
-from wadm_grpc.api.grpc.stream_wire import TradeBatchEncoder, serialize_stream_message
+from wadm_grpc.api.grpc.stream_wire import TradeBatchEncoder, serialize_response
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 
 
@@ -19,5 +19,5 @@ def test_encoded_batches_equal_serialised_messages() -> None:
 
 def test_the_serializer_passes_bytes_and_serialises_messages() -> None:
     beat = md.StreamTradesResponse(heartbeat=md.Heartbeat())
-    assert serialize_stream_message(b"\x0a\x00") == b"\x0a\x00"
-    assert serialize_stream_message(beat) == beat.SerializeToString()
+    assert serialize_response(b"\x0a\x00") == b"\x0a\x00"
+    assert serialize_response(beat) == beat.SerializeToString()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from wadm_grpc.domain.aggregate import Aggregate, Candle
@@ -36,33 +37,27 @@ class CandleService:
         self._clock = clock
         self._cache = cache
 
-    async def get_candles(self, request: CandlesRequest) -> tuple[str, list[Candle]]:
-        """(normalised symbol, candles oldest first)."""
+    async def get_candles(self, request: CandlesRequest, render: Callable[[str, list[Candle]], bytes]) -> bytes:
+        """render(normalised symbol, candles oldest first), cached."""
         query = self._query(request)
-        now = self._clock.now_us()
         timeframe = query.timeframe
 
-        async def load() -> list[tuple[int, Aggregate]]:
-            return await self._filled(query, now) if request.fill_gaps else await self._store.candles(query)
+        async def load() -> bytes:
+            now = self._clock.now_us()
+            rows = await self._filled(query, now) if request.fill_gaps else await self._store.candles(query)
+            candles = [
+                Candle(timeframe=timeframe, open_time_us=start, ohlcv=ohlcv, closed=now >= start + timeframe.micros)
+                for start, ohlcv in rows
+            ]
+            return render(query.symbol, candles)
 
-        rows = await self._cache.answer(
+        return await self._cache.answer(
             "candles",
             query.symbol,
             [query.exchanges, timeframe.label, query.start_us, query.end_us, query.limit, request.fill_gaps],
-            list[tuple[int, Aggregate]],
             self._cache.candles_ttl(timeframe, _last_possible_open(query)),
             load,
         )
-        candles = [
-            Candle(
-                timeframe=timeframe,
-                open_time_us=open_time,
-                ohlcv=ohlcv,
-                closed=now >= open_time + timeframe.micros,
-            )
-            for open_time, ohlcv in rows
-        ]
-        return query.symbol, candles
 
     def _query(self, request: CandlesRequest) -> CandleQuery:
         problems = Violations()

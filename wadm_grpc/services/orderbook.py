@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from wadm_grpc.domain.errors import NotFoundError, Violations
@@ -39,18 +39,21 @@ class OrderbookService:
         self._clock = clock
         self._cache = cache
 
-    async def get_orderbook(self, symbol: str, depth: int | None, exchanges: Sequence[str]) -> Orderbook:
-        """`depth` levels per side (default 20); NotFoundError when there are no recent trades."""
+    async def get_orderbook(
+        self, symbol: str, depth: int | None, exchanges: Sequence[str], render: Callable[[Orderbook], bytes]
+    ) -> bytes:
+        """render(a book of `depth` levels per side, default 20), cached; NotFoundError without recent trades."""
         problems = Violations()
         name, selected = check_market(symbol, exchanges, problems)
         levels = DEFAULT_DEPTH if depth is None else depth
         if not 1 <= levels <= MAX_DEPTH:
             problems.add("depth", f"must be between 1 and {MAX_DEPTH} (absent means {DEFAULT_DEPTH}), got {levels}")
         problems.raise_if_any()
-        ttl = self._cache.ttls.orderbook_seconds
-        return await self._cache.answer(
-            "orderbook", name, [levels, selected], Orderbook, ttl, lambda: self._simulate(name, levels, selected)
-        )
+
+        async def load() -> bytes:
+            return render(await self._simulate(name, levels, selected))
+
+        return await self._cache.answer("orderbook", name, [levels, selected], self._cache.ttls.orderbook_seconds, load)
 
     async def _simulate(self, name: str, levels: int, selected: tuple[str, ...]) -> Orderbook:
         end = self._clock.now_us()

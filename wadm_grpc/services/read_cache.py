@@ -7,6 +7,10 @@
   ingest then bumps the symbol's generation, which is part of every key of that symbol, so every
   cached answer of the symbol is dropped at once, in every process sharing the cache.
 - Concurrent identical misses share one store read (CacheAside's single flight).
+
+What is cached is the finished answer as the caller renders it (the API layer passes a function that
+serialises its response message), so a hit costs a cache read and nothing else: no decoding, no
+conversion, no serialisation. Services stay ignorant of the wire format; they only call `render`.
 """
 
 from __future__ import annotations
@@ -16,15 +20,13 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from wadm_grpc.cache.aside import CacheAside
 from wadm_grpc.domain.timeframe import Timeframe
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.ports import Cache, CacheStats, Clock
-from wadm_grpc.services.cache_codec import decode, encode
 
-T = TypeVar("T")
 KEY_PREFIX = "answer:v1"
 # Longer than any answer TTL (config caps those at 7 days), so a generation outlives what it guards.
 GENERATION_TTL_SECONDS = 8 * 86400.0
@@ -60,24 +62,17 @@ class ReadCache:
         kind: str,
         symbol: str | None,
         params: Sequence[Any],
-        answer_type: Any,
         ttl_seconds: float,
-        load: Callable[[], Awaitable[T]],
-    ) -> T:
-        """The cached answer, or `await load()` cached for `ttl_seconds`. `symbol` ties the entry to that
-        symbol's generation (None: the entry relies on its TTL alone)."""
+        load: Callable[[], Awaitable[bytes]],
+    ) -> bytes:
+        """The cached rendered answer, or `await load()` cached for `ttl_seconds`. `symbol` ties the entry
+        to that symbol's generation (None: the entry relies on its TTL alone)."""
         if self._aside is None:
             return await load()
         generation = await self._generation(symbol) if symbol else "-"
         digest = hashlib.sha256(json.dumps(list(params), default=str).encode()).hexdigest()[:32]
         key = f"{KEY_PREFIX}:{kind}:{symbol or '*'}:{generation}:{digest}"
-
-        async def load_bytes() -> bytes:
-            return encode(await load())
-
-        data = await self._aside.get_or_load(key, ttl_seconds=ttl_seconds, load=load_bytes)
-        result: T = decode(answer_type, data)
-        return result
+        return await self._aside.get_or_load(key, ttl_seconds=ttl_seconds, load=load)
 
     def candles_ttl(self, timeframe: Timeframe, last_open_time_us: int | None) -> float:
         """The TTL of a candle answer whose newest possible bucket opens at `last_open_time_us`."""

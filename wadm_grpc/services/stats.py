@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from wadm_grpc.domain.errors import NotFoundError, Violations
@@ -32,22 +32,32 @@ class StatsService:
         self._clock = clock
         self._cache = cache
 
-    async def get_market_stats(self, symbol: str, window: StatsWindow, exchanges: Sequence[str]) -> MarketStats:
-        """One symbol's stats; NotFoundError when the window holds no trades."""
+    async def get_market_stats(
+        self, symbol: str, window: StatsWindow, exchanges: Sequence[str], render: Callable[[MarketStats], bytes]
+    ) -> bytes:
+        """render(one symbol's stats), cached; NotFoundError when the window holds no trades."""
         problems = Violations()
         name, selected = check_market(symbol, exchanges, problems)
         problems.raise_if_any()
-        multi = await self._query([name], window, selected)
-        stats = multi.results[0][1]
-        if stats is None:
-            where = f" on {', '.join(selected)}" if selected else ""
-            raise NotFoundError(f"{name} has no trades in the last {window.label}{where}")
-        return stats
+
+        async def load() -> bytes:
+            stats = (await self._compute([name], window, selected)).results[0][1]
+            if stats is None:
+                where = f" on {', '.join(selected)}" if selected else ""
+                raise NotFoundError(f"{name} has no trades in the last {window.label}{where}")
+            return render(stats)
+
+        ttl = self._cache.ttls.stats_seconds
+        return await self._cache.answer("stats", name, [window.label, selected], ttl, load)
 
     async def get_multi_stats(
-        self, symbols: Sequence[str], window: StatsWindow, exchanges: Sequence[str]
-    ) -> MultiStats:
-        """Stats of 1 to 20 distinct symbols (duplicates answered once), in request order."""
+        self,
+        symbols: Sequence[str],
+        window: StatsWindow,
+        exchanges: Sequence[str],
+        render: Callable[[MultiStats], bytes],
+    ) -> bytes:
+        """render(stats of 1 to 20 distinct symbols, duplicates answered once, in request order), cached."""
         problems = Violations()
         names: list[str] = []
         for index, raw in enumerate(symbols):
@@ -62,19 +72,19 @@ class StatsService:
             problems.add("symbols", f"at most {MAX_SYMBOLS} distinct symbols per call, got {len(names)}")
         selected = check_exchanges(exchanges, problems)
         problems.raise_if_any()
-        return await self._query(names, window, selected)
 
-    async def _query(self, names: list[str], window: StatsWindow, exchanges: tuple[str, ...]) -> MultiStats:
-        async def load() -> MultiStats:
-            start, end = window_bounds(window, self._clock.now_us())
-            found = await self._store.window_stats(names, exchanges, start, end)
-            results: list[tuple[str, MarketStats | None]] = []
-            for name in names:
-                trades = found.get(name)
-                results.append((name, None if trades is None else MarketStats(window, start, end, trades)))
-            return MultiStats(window=window, window_open_us=start, window_close_us=end, results=results)
+        async def load() -> bytes:
+            return render(await self._compute(names, window, selected))
 
-        # One symbol: tied to its generation; several: bounded by the (short) TTL alone.
-        symbol = names[0] if len(names) == 1 else None
+        # Several symbols: the entry relies on its (short) TTL alone, not on each symbol's generation.
         ttl = self._cache.ttls.stats_seconds
-        return await self._cache.answer("stats", symbol, [names, window.label, exchanges], MultiStats, ttl, load)
+        return await self._cache.answer("multistats", None, [names, window.label, selected], ttl, load)
+
+    async def _compute(self, names: list[str], window: StatsWindow, exchanges: tuple[str, ...]) -> MultiStats:
+        start, end = window_bounds(window, self._clock.now_us())
+        found = await self._store.window_stats(names, exchanges, start, end)
+        results: list[tuple[str, MarketStats | None]] = []
+        for name in names:
+            trades = found.get(name)
+            results.append((name, None if trades is None else MarketStats(window, start, end, trades)))
+        return MultiStats(window=window, window_open_us=start, window_close_us=end, results=results)

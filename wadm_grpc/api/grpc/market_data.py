@@ -7,19 +7,25 @@ from collections.abc import AsyncIterator
 from wadm_grpc.api.grpc import convert
 from wadm_grpc.api.grpc.errors import Context, streaming, unary
 from wadm_grpc.api.grpc.stream_wire import TradeBatchEncoder
+from wadm_grpc.domain.aggregate import Candle
 from wadm_grpc.domain.decimals import to_wire
+from wadm_grpc.domain.stats import MarketStats
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
-from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2_grpc as md_grpc
 from wadm_grpc.services.candles import CandleService, CandlesRequest
-from wadm_grpc.services.orderbook import OrderbookService
-from wadm_grpc.services.stats import StatsService
+from wadm_grpc.services.orderbook import Orderbook, OrderbookService
+from wadm_grpc.services.stats import MultiStats, StatsService
 from wadm_grpc.services.streaming import StreamService
 from wadm_grpc.services.symbols import SymbolService
 from wadm_grpc.services.trades import TradeService, TradesRequest
 
 
-class MarketDataServicer(md_grpc.MarketDataServiceServicer):
-    """gRPC face of the read services."""
+class MarketDataServicer:
+    """gRPC face of the read services (registered by api/grpc/server.py).
+
+    Cached answers are rendered protobuf bytes (see services/read_cache.py), so several handlers return
+    `bytes`; the server registers a response serializer that passes bytes through. That is why this class
+    does not subclass the generated servicer, whose stubs promise message objects.
+    """
 
     def __init__(
         self,
@@ -40,8 +46,13 @@ class MarketDataServicer(md_grpc.MarketDataServiceServicer):
         self._encoder = TradeBatchEncoder()
 
     @unary
-    async def GetCandles(self, request: md.GetCandlesRequest, context: Context) -> md.GetCandlesResponse:
-        symbol, candles = await self._candles.get_candles(
+    async def GetCandles(self, request: md.GetCandlesRequest, context: Context) -> bytes:
+        def render(symbol: str, candles: list[Candle]) -> bytes:
+            return md.GetCandlesResponse(
+                symbol=symbol, timeframe=request.timeframe, candles=[convert.candle(c) for c in candles]
+            ).SerializeToString()
+
+        return await self._candles.get_candles(
             CandlesRequest(
                 symbol=request.symbol,
                 timeframe=convert.timeframe(request.timeframe),
@@ -50,12 +61,8 @@ class MarketDataServicer(md_grpc.MarketDataServiceServicer):
                 end_us=convert.optional_micros(request, "end_time"),
                 limit=request.limit if request.HasField("limit") else None,
                 fill_gaps=request.fill_gaps,
-            )
-        )
-        return md.GetCandlesResponse(
-            symbol=symbol,
-            timeframe=request.timeframe,
-            candles=[convert.candle(candle) for candle in candles],
+            ),
+            render,
         )
 
     @unary
@@ -64,45 +71,53 @@ class MarketDataServicer(md_grpc.MarketDataServiceServicer):
         return md.ListSymbolsResponse(symbols=[convert.symbol_summary(s) for s in summaries])
 
     @unary
-    async def GetMarketStats(self, request: md.GetMarketStatsRequest, context: Context) -> md.GetMarketStatsResponse:
-        stats = await self._stats.get_market_stats(request.symbol, convert.stats_window(request), request.exchanges)
-        return md.GetMarketStatsResponse(stats=convert.market_stats(stats))
+    async def GetMarketStats(self, request: md.GetMarketStatsRequest, context: Context) -> bytes:
+        def render(stats: MarketStats) -> bytes:
+            return md.GetMarketStatsResponse(stats=convert.market_stats(stats)).SerializeToString()
 
-    @unary
-    async def GetMultiStats(self, request: md.GetMultiStatsRequest, context: Context) -> md.GetMultiStatsResponse:
         window = convert.stats_window(request)
-        multi = await self._stats.get_multi_stats(request.symbols, window, request.exchanges)
-        results = []
-        for symbol, stats in multi.results:
-            if stats is None:
-                reason = f"no trades in the last {window.label}"
-                results.append(md.SymbolStats(symbol=symbol, no_trades=md.NoTrades(reason=reason)))
-            else:
-                results.append(md.SymbolStats(symbol=symbol, stats=convert.market_stats(stats)))
-        return md.GetMultiStatsResponse(
-            results=results,
-            window_open_time=convert.timestamp(multi.window_open_us),
-            window_close_time=convert.timestamp(multi.window_close_us),
-        )
+        return await self._stats.get_market_stats(request.symbol, window, request.exchanges, render)
 
     @unary
-    async def GetOrderbook(self, request: md.GetOrderbookRequest, context: Context) -> md.GetOrderbookResponse:
+    async def GetMultiStats(self, request: md.GetMultiStatsRequest, context: Context) -> bytes:
+        window = convert.stats_window(request)
+
+        def render(multi: MultiStats) -> bytes:
+            results = []
+            for symbol, stats in multi.results:
+                if stats is None:
+                    reason = f"no trades in the last {window.label}"
+                    results.append(md.SymbolStats(symbol=symbol, no_trades=md.NoTrades(reason=reason)))
+                else:
+                    results.append(md.SymbolStats(symbol=symbol, stats=convert.market_stats(stats)))
+            return md.GetMultiStatsResponse(
+                results=results,
+                window_open_time=convert.timestamp(multi.window_open_us),
+                window_close_time=convert.timestamp(multi.window_close_us),
+            ).SerializeToString()
+
+        return await self._stats.get_multi_stats(request.symbols, window, request.exchanges, render)
+
+    @unary
+    async def GetOrderbook(self, request: md.GetOrderbookRequest, context: Context) -> bytes:
+        def render(found: Orderbook) -> bytes:
+            book = found.book
+            return md.GetOrderbookResponse(
+                symbol=found.symbol,
+                simulated=True,
+                bids=convert.levels(book.bids),
+                asks=convert.levels(book.asks),
+                mid_price=to_wire(book.mid),
+                spread=to_wire(book.spread),
+                tick_size=to_wire(book.tick),
+                window_open_time=convert.timestamp(found.window_open_us),
+                window_close_time=convert.timestamp(found.window_close_us),
+                trade_count=found.trade_count,
+                exchanges=found.exchanges,
+            ).SerializeToString()
+
         depth = request.depth if request.HasField("depth") else None
-        found = await self._orderbook.get_orderbook(request.symbol, depth, request.exchanges)
-        book = found.book
-        return md.GetOrderbookResponse(
-            symbol=found.symbol,
-            simulated=True,
-            bids=convert.levels(book.bids),
-            asks=convert.levels(book.asks),
-            mid_price=to_wire(book.mid),
-            spread=to_wire(book.spread),
-            tick_size=to_wire(book.tick),
-            window_open_time=convert.timestamp(found.window_open_us),
-            window_close_time=convert.timestamp(found.window_close_us),
-            trade_count=found.trade_count,
-            exchanges=found.exchanges,
-        )
+        return await self._orderbook.get_orderbook(request.symbol, depth, request.exchanges, render)
 
     @unary
     async def ListTrades(self, request: md.ListTradesRequest, context: Context) -> md.ListTradesResponse:
@@ -121,7 +136,7 @@ class MarketDataServicer(md_grpc.MarketDataServiceServicer):
         )
 
     @streaming
-    async def StreamTrades(  # type: ignore[override]  # yields pre-encoded bytes, see stream_wire.py
+    async def StreamTrades(  # yields pre-encoded bytes, see stream_wire.py
         self, request: md.StreamTradesRequest, context: Context
     ) -> AsyncIterator[bytes | md.StreamTradesResponse]:
         heartbeat = request.heartbeat_interval.ToNanoseconds() / 1e9 if request.HasField("heartbeat_interval") else None

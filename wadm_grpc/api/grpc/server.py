@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from wadm_grpc.api.grpc.admin import AdminServicer
 from wadm_grpc.api.grpc.ingest import TradeIngestServicer
 from wadm_grpc.api.grpc.market_data import MarketDataServicer
-from wadm_grpc.api.grpc.stream_wire import serialize_stream_message
+from wadm_grpc.api.grpc.stream_wire import serialize_response
 from wadm_grpc.pb.wadm.market.v1 import admin_service_pb2 as admin_pb
 from wadm_grpc.pb.wadm.market.v1 import admin_service_pb2_grpc as admin_grpc
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
@@ -57,13 +57,14 @@ class _Registration:
 
 
 def _add_market_data(servicer: MarketDataServicer, server: grpc.aio.Server) -> None:
-    """Register MarketDataService, with StreamTrades' serializer accepting pre-encoded messages."""
+    """Register MarketDataService with response serializers that pass pre-rendered bytes through
+    (cached answers, pre-encoded stream messages) and serialise messages as usual."""
     registration = _Registration()
     md_grpc.add_MarketDataServiceServicer_to_server(servicer, registration)  # type: ignore[arg-type]
-    handlers = registration.handlers
-    handlers["StreamTrades"] = handlers["StreamTrades"]._replace(  # type: ignore[attr-defined]
-        response_serializer=serialize_stream_message
-    )
+    handlers = {
+        name: handler._replace(response_serializer=serialize_response)  # type: ignore[attr-defined]
+        for name, handler in registration.handlers.items()
+    }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(MARKET_DATA, handlers),))
     server.add_registered_method_handlers(MARKET_DATA, handlers)
 

@@ -56,8 +56,9 @@ class TradeBatchEncoder:
         return _field_1(b"".join([self._framed(trade) for trade in trades]))
 
 
-def serialize_stream_message(message: bytes | Message) -> bytes:
-    """Response serializer for StreamTrades: pre-encoded bytes pass through, messages serialise."""
+def serialize_response(message: bytes | Message) -> bytes:
+    """Response serializer: pre-encoded bytes (stream batches, cached answers) pass through, messages
+    serialise."""
     if isinstance(message, bytes):
         return message
     return message.SerializeToString()
