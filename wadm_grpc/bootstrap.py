@@ -19,7 +19,7 @@ from wadm_grpc.bus.redis import RedisTradeBus
 from wadm_grpc.cache.memory import MemoryCache
 from wadm_grpc.cache.redis import RedisCache, redis_client
 from wadm_grpc.cache.tiered import TieredCache
-from wadm_grpc.config import Settings, SettingsError
+from wadm_grpc.config import Settings
 from wadm_grpc.domain.clock import SystemClock
 from wadm_grpc.feeds.demo import DemoFeed
 from wadm_grpc.ports import Clock, TradeBus, TradeStore
@@ -68,13 +68,24 @@ class App:
         await self.store.close()
 
 
-def build_store(settings: Settings) -> TradeStore:
-    """The store named by settings.store (DuckDB file by default)."""
-    path = settings.duckdb_path
-    if path is None:
-        raise SettingsError(f"WADM_STORE={settings.store!r}: the MongoDB store is not available in this build")
+async def build_store(settings: Settings, *, worker: int = 0) -> TradeStore:
+    """The store named by settings.store: the embedded DuckDB file (default) or MongoDB."""
+    uri = settings.mongo_uri
+    if uri is not None:
+        from wadm_grpc.stores.mongo import CollectionNames, MongoTradeStore
+
+        options: dict[str, object] = {"collections": CollectionNames(trades=settings.mongo_collection)}
+        if settings.mongo_database:
+            options["database"] = settings.mongo_database
+        if worker > 0:  # one process is enough to roll up what collectors insert directly
+            options["refresh_interval_seconds"] = None
+        store = MongoTradeStore.from_uri(uri, **options)
+        await store.start()
+        return store
     from wadm_grpc.stores.duckdb import DuckDBTradeStore
 
+    path = settings.duckdb_path
+    assert path is not None
     return DuckDBTradeStore(path, read_only=settings.read_only)
 
 
@@ -113,10 +124,11 @@ async def bootstrap(
     bus: TradeBus | None = None,
     clock: Clock | None = None,
     cache: ReadCache | None = None,
+    worker: int = 0,
 ) -> App:
     """Wire the services (tests pass their own store, bus, clock or cache)."""
     clock = clock if clock is not None else SystemClock()
-    store = store if store is not None else build_store(settings)
+    store = store if store is not None else await build_store(settings, worker=worker)
     bus = bus if bus is not None else await build_bus(settings)
     closers: list[Callable[[], Awaitable[None]]] = []
     if cache is None:
@@ -171,7 +183,7 @@ def start_demo_feed(app: App) -> DemoFeed:
 
 async def serve(settings: Settings, *, worker: int = 0) -> None:
     """Run the service until SIGTERM or SIGINT, then drain gracefully."""
-    app = await bootstrap(settings)
+    app = await bootstrap(settings, worker=worker)
     server = await start_grpc(app, settings.address, reuse_port=settings.workers > 1)
     log.info(
         "wadm-grpc started",

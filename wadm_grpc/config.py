@@ -49,7 +49,7 @@ class Settings:
     log_json: bool = True
     stream_buffer_trades: int = 10_000
     page_token_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
-    mongo_database: str = "wadm"
+    mongo_database: str | None = None
     mongo_collection: str = "trades"
     redis_url: str | None = None
     redis_probe_seconds: float = 5.0
