@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -19,21 +20,20 @@ _WIDEN = 4
 
 
 def aggregate_of(row: Sequence[Any]) -> Aggregate:
-    """An Aggregate from AGGREGATES' columns, decimals written at the precision of their trades."""
-    values = dict(zip(sql.AGGREGATE_COLUMNS, row, strict=True))
-    price, quantity, quote = values["price_scale"], values["quantity_scale"], values["quote_scale"]
+    """An Aggregate from sql.AGGREGATE_TEXT's columns."""
+    open_, high, low, close, volume, quote, trade_count, buy_volume, buy_quote, first_us, last_us = row
     return Aggregate(
-        open=with_scale(values["open"], price),
-        high=with_scale(values["high"], price),
-        low=with_scale(values["low"], price),
-        close=with_scale(values["close"], price),
-        volume=with_scale(values["volume"], quantity),
-        quote_volume=with_scale(values["quote"], quote),
-        trade_count=int(values["trade_count"]),
-        buy_volume=with_scale(values["buy_volume"], quantity),
-        buy_quote_volume=with_scale(values["buy_quote"], quote),
-        first_trade_us=values["open_us"],
-        last_trade_us=values["close_us"],
+        open=Decimal(open_),
+        high=Decimal(high),
+        low=Decimal(low),
+        close=Decimal(close),
+        volume=Decimal(volume),
+        quote_volume=Decimal(quote),
+        trade_count=int(trade_count),
+        buy_volume=Decimal(buy_volume),
+        buy_quote_volume=Decimal(buy_quote),
+        first_trade_us=first_us,
+        last_trade_us=last_us,
     )
 
 
@@ -73,9 +73,11 @@ def window_stats(
         )
         params += [*symbols, *exchanges, low, high]
     statement = f"""
-SELECT symbol, list_sort(list(DISTINCT exchange)), {sql.AGGREGATES}
-FROM ({" UNION ALL ".join(parts)})
-GROUP BY symbol"""
+SELECT symbol, exchanges, {sql.AGGREGATE_TEXT} FROM (
+    SELECT symbol, list_sort(list(DISTINCT exchange)) AS exchanges, {sql.AGGREGATES}
+    FROM ({" UNION ALL ".join(parts)})
+    GROUP BY symbol
+)"""
     result: dict[str, WindowStats] = {}
     for symbol, names, *rest in cursor.execute(statement, params).fetchall():
         result[symbol] = WindowStats(symbol=symbol, exchanges=tuple(names), ohlcv=aggregate_of(rest))
