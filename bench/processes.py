@@ -1,0 +1,194 @@
+"""Server subprocesses on 127.0.0.1: the real service and the bench's empty servers, always killed at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The line both the real server and the bench's empty servers log once they listen (JSON on stderr).
+READY_MESSAGE = "wadm-grpc started"
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 5.0
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ServerFailed(RuntimeError):
+    """A server subprocess did not start, or died."""
+
+
+@dataclass
+class ServerProcess:
+    """A started server: its address and a way to read its CPU time."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    target: str
+    log_tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process so far (all threads)."""
+        try:
+            stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        except OSError:
+            return float("nan")
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+    def rss_mib(self) -> float:
+        """Resident memory in MiB."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except OSError:
+            return float("nan")
+        line = next((line for line in status.splitlines() if line.startswith("VmRSS:")), "VmRSS: 0 kB")
+        return int(line.split()[1]) / 1024
+
+    def check_alive(self) -> None:
+        """Raise ServerFailed (with the end of its log) if the process has exited."""
+        if self.process.returncode is not None:
+            tail = "\n".join(self.log_tail)
+            raise ServerFailed(f"{self.name} exited with {self.process.returncode}:\n{tail}")
+
+
+def wadm_env(store_path: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment of `python -m wadm_grpc serve` for the bench: no inherited WADM_* settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WADM_")}
+    env |= {
+        "WADM_HOST": "127.0.0.1",
+        "WADM_PORT": "0",
+        "WADM_STORE": f"duckdb:{store_path}",
+        "WADM_DEMO_FEED": "false",
+        "WADM_LOG_FORMAT": "json",
+        "WADM_GRACE_SECONDS": "1",
+    }
+    return env | dict(extra or {})
+
+
+@asynccontextmanager
+async def wadm_server(
+    name: str, store_path: Path, extra_env: Mapping[str, str] | None = None
+) -> AsyncIterator[ServerProcess]:
+    """The real service (`python -m wadm_grpc serve`) on a free port of 127.0.0.1."""
+    argv = [sys.executable, "-m", "wadm_grpc", "serve"]
+    async with _server(name, argv, wadm_env(store_path, extra_env)) as server:
+        yield server
+
+
+@asynccontextmanager
+async def empty_server(name: str, candles_response: Path | None = None) -> AsyncIterator[ServerProcess]:
+    """The bench's empty servicers (bench/empty_server.py) on a free port of 127.0.0.1."""
+    argv = [sys.executable, "-m", "bench.empty_server"]
+    if candles_response is not None:
+        argv += ["--candles-response", str(candles_response)]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WADM_")}
+    async with _server(name, argv, env) as server:
+        yield server
+
+
+@asynccontextmanager
+async def _server(name: str, argv: list[str], env: dict[str, str]) -> AsyncIterator[ServerProcess]:
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        env=env,
+        cwd=ROOT,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    server = ServerProcess(name=name, process=process, target="")
+    reader: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(START_TIMEOUT_SECONDS):
+            port = await _wait_for_port(server)
+        server.target = f"127.0.0.1:{port}"
+        # Keep reading the log so the server never blocks on a full pipe.
+        reader = asyncio.create_task(_keep_reading(server))
+        yield server
+    finally:
+        await _stop(process)
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+
+async def _wait_for_port(server: ServerProcess) -> int:
+    stderr = server.process.stderr
+    assert stderr is not None
+    while True:
+        line = await stderr.readline()
+        if not line:
+            await server.process.wait()
+            server.check_alive()
+        text = line.decode(errors="replace").rstrip()
+        server.log_tail.append(text)
+        with contextlib.suppress(ValueError):
+            record = json.loads(text)
+            if isinstance(record, dict) and record.get("message") == READY_MESSAGE:
+                return int(record["port"])
+
+
+async def _keep_reading(server: ServerProcess) -> None:
+    stderr = server.process.stderr
+    assert stderr is not None
+    while line := await stderr.readline():
+        server.log_tail.append(line.decode(errors="replace").rstrip())
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM (graceful drain), then SIGKILL if it is still there after a few seconds (or if we are cancelled)."""
+    try:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_TIMEOUT_SECONDS):
+                    await process.wait()
+    finally:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+@dataclass
+class CpuMeter:
+    """CPU used by the bench process and some servers between start() and stop(), as % of one core."""
+
+    servers: list[ServerProcess]
+    _wall: float = 0.0
+    _client: float = 0.0
+    _server: list[float] = field(default_factory=list)
+    client_percent: float = float("nan")
+    server_percent: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Begin the window."""
+        self._wall = time.perf_counter()
+        self._client = _own_cpu_seconds()
+        self._server = [s.cpu_seconds() for s in self.servers]
+
+    def stop(self) -> None:
+        """End the window and compute the percentages."""
+        wall = time.perf_counter() - self._wall
+        self.client_percent = 100 * (_own_cpu_seconds() - self._client) / wall
+        self.server_percent = [
+            100 * (s.cpu_seconds() - before) / wall for s, before in zip(self.servers, self._server, strict=True)
+        ]
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
