@@ -22,7 +22,7 @@ from wadm_grpc.cache.tiered import TieredCache
 from wadm_grpc.config import Settings
 from wadm_grpc.domain.clock import SystemClock
 from wadm_grpc.feeds.demo import DemoFeed
-from wadm_grpc.ports import Clock, TradeBus, TradeStore
+from wadm_grpc.ports import Clock, LiveTradeSource, TradeBus, TradeStore
 from wadm_grpc.services.candles import CandleService
 from wadm_grpc.services.ingest import IngestService
 from wadm_grpc.services.orderbook import OrderbookService
@@ -168,6 +168,21 @@ async def start_grpc(app: App, address: str, *, reuse_port: bool = False) -> Grp
     )
 
 
+def start_collector_feed(app: App) -> bool:
+    """Stream trades that collectors write straight into the store (MongoDB change streams) to
+    subscribers, in the background of `app`; False when the store has no such feed."""
+    source = app.store
+    if not isinstance(source, LiveTradeSource):
+        return False
+
+    async def forward() -> None:
+        async for batch in source.collector_trades():
+            await app.ingest.announce(batch)
+
+    app.background.append(asyncio.create_task(forward(), name="collector-feed"))
+    return True
+
+
 def start_demo_feed(app: App) -> DemoFeed:
     """Run the demo feed in the background of `app`."""
     feed = DemoFeed(
@@ -198,6 +213,8 @@ async def serve(settings: Settings, *, worker: int = 0) -> None:
     )
     if settings.demo_feed:
         start_demo_feed(app)
+    if worker == 0:  # one process tails collectors' inserts; the bus carries them to the others
+        start_collector_feed(app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from wadm_grpc.domain.aggregate import Aggregate, SymbolSummary, WindowStats
 from wadm_grpc.domain.timeframe import Timeframe
@@ -67,6 +67,15 @@ class TradeStore(Protocol):
 
     async def close(self) -> None:
         """Release connections and files."""
+        ...
+
+
+@runtime_checkable
+class LiveTradeSource(Protocol):
+    """A store that also reports trades written into it by others (collectors), as they land."""
+
+    def collector_trades(self) -> AsyncIterator[list[Trade]]:
+        """Batches of trades others insert, live; ends when the store cannot report them."""
         ...
 
 

@@ -42,6 +42,11 @@ class IngestService:
         """Store already validated trades; publish the new ones, in ingest order."""
         new = await self._store.insert_trades(trades)
         if new:
-            await self._cache.trades_stored(new)
-            await self._bus.publish(new)
+            await self.announce(new)
         return IngestResult(accepted=len(new), duplicates=len(trades) - len(new))
+
+    async def announce(self, stored: Sequence[Trade]) -> None:
+        """Trades just stored (here, or by collectors straight into the store): cached answers they change
+        are dropped and live subscribers get them."""
+        await self._cache.trades_stored(stored)
+        await self._bus.publish(stored)

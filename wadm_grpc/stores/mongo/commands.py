@@ -105,6 +105,11 @@ class Commands:
         found: Document | None = await self._collection(role).find_one(query)
         return found
 
+    async def watch_trades(self, pipeline: list[Document], *, resume_after: Any) -> Any:
+        """A change stream on the trades collection (an AsyncChangeStream; use it with `async with`)."""
+        self.round_trips += 1
+        return await self._collection("trades").watch(pipeline, resume_after=resume_after)
+
     async def update_one(self, role: Role, query: Document, update: Document) -> None:
         """Apply `update` to the document matching `query`, creating it if needed."""
         self.round_trips += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -19,7 +19,7 @@ from pymongo import AsyncMongoClient
 from wadm_grpc.domain.aggregate import Aggregate, SymbolSummary, WindowStats
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.ports import CandleQuery, TradeQuery
-from wadm_grpc.stores.mongo import reads
+from wadm_grpc.stores.mongo import live, reads
 from wadm_grpc.stores.mongo.commands import CollectionNames, Commands
 from wadm_grpc.stores.mongo.documents import Document, trade_documents
 from wadm_grpc.stores.mongo.rollups import RefreshReport, minute_keys, refresh_buckets, rescan_from, scan_and_refresh
@@ -103,6 +103,11 @@ class MongoTradeStore:
             return self.last_refresh
 
     # -- TradeStore -------------------------------------------------------------------------------------------
+
+    def collector_trades(self) -> AsyncIterator[list[Trade]]:
+        """Trades collectors insert straight into MongoDB, live, in batches (see live.py); the iterator
+        ends at once when the deployment has no change streams."""
+        return live.collector_trades(self._commands, state_key=f"{self._commands.names.trades}:change_stream")
 
     async def insert_trades(self, trades: Sequence[Trade]) -> list[Trade]:
         unique: dict[tuple[str, str, str], Trade] = {}
