@@ -75,8 +75,10 @@ class MemorySubscription:
         Raises the error that ended the subscription (ResourceExhaustedError, UnavailableError).
         """
         if not self._pending and self._error is None and not self._closed:
+            # asyncio.timeout, not wait_for: no extra task per wake-up (this runs once per stream message).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout_seconds)
+                async with asyncio.timeout(timeout_seconds):
+                    await self._wake.wait()
         self._wake.clear()
         if self._error is not None:
             raise self._error

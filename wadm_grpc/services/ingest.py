@@ -32,11 +32,16 @@ class IngestService:
 
     async def publish_trades(self, batch: list[TradeInput]) -> IngestResult:
         """Validate the whole batch (nothing is written if any trade is bad), then store it."""
+        return await self.store_trades(self.validate(batch))
+
+    @staticmethod
+    def validate(batch: list[TradeInput]) -> list[Trade]:
+        """The batch's trades, or InvalidArgumentError naming every bad one (and empty or oversized batches)."""
         if not batch:
             raise InvalidArgumentError.of("trades", "a batch needs at least one trade")
         if len(batch) > MAX_BATCH:
             raise InvalidArgumentError.of("trades", f"at most {MAX_BATCH} trades per batch, got {len(batch)}")
-        return await self.store_trades(parse_trades(batch))
+        return parse_trades(batch)
 
     async def store_trades(self, trades: Sequence[Trade]) -> IngestResult:
         """Store already validated trades; publish the new ones, in ingest order."""
