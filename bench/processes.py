@@ -78,11 +78,12 @@ def wadm_env(store_path: Path, extra: Mapping[str, str] | None = None) -> dict[s
 
 @asynccontextmanager
 async def wadm_server(
-    name: str, store_path: Path, extra_env: Mapping[str, str] | None = None
+    name: str, store_path: Path, extra_env: Mapping[str, str] | None = None, *, workers: int = 1
 ) -> AsyncIterator[ServerProcess]:
-    """The real service (`python -m wadm_grpc serve`) on a free port of 127.0.0.1."""
+    """The real service (`python -m wadm_grpc serve`) on a free port of 127.0.0.1 (with `workers`, a fixed
+    port must be in `extra_env`; ready once every worker logged that it serves)."""
     argv = [sys.executable, "-m", "wadm_grpc", "serve"]
-    async with _server(name, argv, wadm_env(store_path, extra_env)) as server:
+    async with _server(name, argv, wadm_env(store_path, extra_env), ready_count=workers) as server:
         yield server
 
 
@@ -98,7 +99,9 @@ async def empty_server(name: str, candles_response: Path | None = None) -> Async
 
 
 @asynccontextmanager
-async def _server(name: str, argv: list[str], env: dict[str, str]) -> AsyncIterator[ServerProcess]:
+async def _server(
+    name: str, argv: list[str], env: dict[str, str], *, ready_count: int = 1
+) -> AsyncIterator[ServerProcess]:
     process = await asyncio.create_subprocess_exec(
         *argv,
         env=env,
@@ -111,7 +114,7 @@ async def _server(name: str, argv: list[str], env: dict[str, str]) -> AsyncItera
     reader: asyncio.Task[None] | None = None
     try:
         async with asyncio.timeout(START_TIMEOUT_SECONDS):
-            port = await _wait_for_port(server)
+            port = await _wait_for_port(server, ready_count)
         server.target = f"127.0.0.1:{port}"
         # Keep reading the log so the server never blocks on a full pipe.
         reader = asyncio.create_task(_keep_reading(server))
@@ -124,9 +127,10 @@ async def _server(name: str, argv: list[str], env: dict[str, str]) -> AsyncItera
                 await reader
 
 
-async def _wait_for_port(server: ServerProcess) -> int:
+async def _wait_for_port(server: ServerProcess, ready_count: int = 1) -> int:
     stderr = server.process.stderr
     assert stderr is not None
+    ready = 0
     while True:
         line = await stderr.readline()
         if not line:
@@ -137,7 +141,9 @@ async def _wait_for_port(server: ServerProcess) -> int:
         with contextlib.suppress(ValueError):
             record = json.loads(text)
             if isinstance(record, dict) and record.get("message") == READY_MESSAGE:
-                return int(record["port"])
+                ready += 1
+                if ready == ready_count:
+                    return int(record["port"])
 
 
 async def _keep_reading(server: ServerProcess) -> None:

@@ -91,10 +91,16 @@ class Load:
         }
 
 
-async def closed_loop(server: ServerProcess, request: md.GetCandlesRequest) -> Load:
-    """CONCURRENCY callers, each calling again as soon as its answer arrives; bounded by time."""
-    channel = grpc.aio.insecure_channel(server.target)
-    stub = md_grpc.MarketDataServiceStub(channel)
+async def closed_loop(
+    server: ServerProcess, request: md.GetCandlesRequest, *, concurrency: int = CONCURRENCY, channels: int = 1
+) -> Load:
+    """`concurrency` callers, each calling again as soon as its answer arrives; bounded by time. With several
+    `channels` (TCP connections), SO_REUSEPORT spreads the calls over worker processes."""
+    opened = [
+        grpc.aio.insecure_channel(server.target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(channels)
+    ]
+    stubs = [md_grpc.MarketDataServiceStub(channel) for channel in opened]
     meter = CpuMeter([server])
     started = time.perf_counter()
     window_start = started + WARMUP_SECONDS
@@ -102,7 +108,7 @@ async def closed_loop(server: ServerProcess, request: md.GetCandlesRequest) -> L
     latencies: list[float] = []
     errors: Counter[str] = Counter()
 
-    async def caller() -> None:
+    async def caller(stub: md_grpc.MarketDataServiceStub) -> None:
         while (begin := time.perf_counter()) < window_end:
             try:
                 await stub.GetCandles(request, timeout=CALL_TIMEOUT_SECONDS)
@@ -123,9 +129,10 @@ async def closed_loop(server: ServerProcess, request: md.GetCandlesRequest) -> L
         meter.stop()
 
     try:
-        await asyncio.gather(measure_cpu(), *(caller() for _ in range(CONCURRENCY)))
+        await asyncio.gather(measure_cpu(), *(caller(stubs[index % channels]) for index in range(concurrency)))
     finally:
-        await channel.close()
+        for channel in opened:
+            await channel.close()
     server.check_alive()
     return Load(len(latencies), MEASURE_SECONDS, latencies, errors, meter.server_percent[0], meter.client_percent)
 
