@@ -79,3 +79,40 @@ async def test_grpcurl_sees_rich_error_details(served: Running) -> None:
 
 if GRPCURL is None:  # pragma: no cover - the dev install always has it
     pytest.skip("grpcurl not installed", allow_module_level=True)
+
+
+async def test_grpcurl_streams_live_trades(served: Running) -> None:
+    assert GRPCURL
+    process = await asyncio.create_subprocess_exec(
+        GRPCURL,
+        "-plaintext",
+        "-max-time",
+        "60",
+        "-d",
+        '{"symbols": ["BTCUSDT"], "heartbeat_interval": "30s"}',
+        served.target,
+        "wadm.market.v1.MarketDataService/StreamTrades",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(60):
+            await served.bus.wait_for_subscribers(1)
+        assert process.stdout is not None
+        stdout = process.stdout
+
+        async def read_until_third_trade() -> str:  # reading while publishing: grpcurl must never block
+            received = ""
+            while '"trade_id": "5266583937"' not in received:  # the file's third trade
+                line = await stdout.readline()
+                assert line, "grpcurl ended before printing the trades"
+                received += line.decode()
+            return received
+
+        async with asyncio.timeout(60):
+            received, _ = await asyncio.gather(read_until_third_trade(), publish_file(served))
+        assert '"trades": {' in received
+        assert '"price": "61800.30"' in received
+    finally:
+        process.kill()
+        await process.communicate()  # drain the pipes: wait() alone never returns while output is unread

@@ -145,3 +145,14 @@ async def test_stream_request_validation(served: Running) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await served.client.market.StreamTrades(request).read()
         assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_caught_up_stream_takes_a_batch_larger_than_its_buffer(served: Running) -> None:
+    big = make_trades(seed=55, count=2500, start_us=T0, spacing_us=1000)  # the fixture's buffer holds 1,000
+    stream = open_stream(served, "BTCUSDT")
+    await served.bus.wait_for_subscribers(1)
+
+    await served.app.ingest.store_trades(big)
+
+    assert await receive(stream, 2500) == keys(big)
+    stream.cancel()

@@ -35,14 +35,19 @@ class MemorySubscription:
         self._closed = False
 
     def offer(self, trades: list[Trade]) -> None:
-        """Buffer `trades` or, when they do not fit, end the subscription. Never blocks."""
+        """Buffer `trades` or, when they do not fit, end the subscription. Never blocks.
+
+        A subscriber that has taken everything so far always takes the next batch, however large (one
+        ingest batch is bounded anyway); one that still has trades waiting is cut off when the new ones
+        would take it past its capacity: it is not keeping up.
+        """
         if self._closed:
             return
         if self.exchanges:
             trades = [t for t in trades if t.exchange in self.exchanges]
         if not trades:
             return
-        if len(self._pending) + len(trades) > self._capacity:
+        if self._pending and len(self._pending) + len(trades) > self._capacity:
             self.fail(
                 ResourceExhaustedError(
                     f"stream fell more than {self._capacity} trades behind and was ended; reconnect",

@@ -13,7 +13,7 @@ from wadm_grpc.domain.errors import InvalidArgumentError
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2_grpc as ingest_grpc
-from wadm_grpc.services.ingest import IngestService
+from wadm_grpc.services.ingest import MAX_BATCH, IngestService
 
 # Messages read ahead of the store: while one write runs, the next ones queue up and are written
 # together, so a fast publisher costs one transaction per backlog, not one per message. Bounded, so a
@@ -39,11 +39,15 @@ class TradeIngestServicer(ingest_grpc.TradeIngestServiceServicer):
             for request in ready:
                 messages += 1
                 try:
-                    valid += self._ingest.validate([convert.trade_input(t) for t in request.trades])
+                    trades = self._ingest.validate([convert.trade_input(t) for t in request.trades])
                 except InvalidArgumentError as error:
                     rejected = error
                     break
-            if valid:  # the messages before a rejected one are stored, together
+                if len(valid) + len(trades) > MAX_BATCH:  # keep each write (and each live delivery) bounded
+                    result = await self._ingest.store_trades(valid)
+                    accepted, duplicates, valid = accepted + result.accepted, duplicates + result.duplicates, []
+                valid += trades
+            if valid:  # the messages before a rejected one are stored
                 result = await self._ingest.store_trades(valid)
                 accepted += result.accepted
                 duplicates += result.duplicates
