@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 import pytest
 from redis.asyncio import Redis
 
-from wadm_grpc.cache.aside import CacheAside
 from wadm_grpc.cache.memory import MemoryCache
 from wadm_grpc.cache.redis import RedisCache, redis_client
 from wadm_grpc.cache.tiered import TieredCache
 from wadm_grpc.domain.clock import ManualClock
 from wadm_grpc.ports import Cache
+from wadm_grpc.services.cache_aside import CacheAside
 
 if TYPE_CHECKING:
     from tests.redis_support import RedisServer

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
 import pytest
 
 from wadm_grpc.domain.decimals import multiply, parse_positive, rounded, scale_of, to_wire, with_scale
-from wadm_grpc.domain.timeframe import DAY_US, Rollup, Timeframe
+from wadm_grpc.domain.timeframe import DAY_US, Rollup, Timeframe, window_pieces
 
 
 @pytest.mark.parametrize("text", ["61800.30", "0.006", "0.000000000000000001", "99999999999999999999.5", "7"])
@@ -63,3 +64,21 @@ def test_each_timeframe_reads_the_coarsest_rollup_that_divides_it() -> None:
     assert Timeframe.from_label("4h") is Timeframe.H4
     with pytest.raises(ValueError, match="unknown timeframe"):
         Timeframe.from_label("2h")
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [(0, 0), (59_999_999, 60_000_000), (1_700_000_012_345_678, 1_700_400_000_000_000), (DAY_US, 3 * DAY_US - 1)],
+)
+def test_window_pieces_cover_the_window_exactly_with_aligned_buckets(start: int, end: int) -> None:
+    pieces = window_pieces(start, end)
+
+    covered = sorted((low, high) for _, low, high in pieces)
+    assert covered[0][0] == start
+    assert covered[-1][1] == end + 1
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(covered)), "no gaps, no overlaps"
+    for tier, low, high in pieces:
+        if tier is not None:
+            assert low % tier.micros == 0
+            assert high % tier.micros == 0
+    assert len(pieces) <= 7

@@ -1,1 +1,1 @@
-"""Adapters of the Cache port: bounded in-process LRU, Redis, and Redis with a memory fallback; cache-aside."""
+"""Adapters of the Cache port: bounded in-process LRU, Redis, and Redis with a memory fallback."""

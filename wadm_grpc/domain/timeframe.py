@@ -78,3 +78,25 @@ class Rollup(Interval):
     def bucket_start(self, time_us: int) -> int:
         """Open time of the tier bucket holding `time_us`."""
         return time_us - time_us % self.micros
+
+
+def window_pieces(start_us: int, end_us: int) -> list[tuple[Rollup | None, int, int]]:
+    """Cover trade times [start_us, end_us] with as few stored buckets as possible.
+
+    Returns (tier, low, high) pieces, bucket starts in [low, high); tier None means raw trades. Whole
+    days come from the 1d tier, whole hours around them from 1h, whole minutes from 1m, and the partial
+    minutes at both edges from the trades themselves, so the result is exact for any window.
+    """
+    low, high = start_us, end_us + 1
+    pieces: list[tuple[Rollup | None, int, int]] = []
+    finer: Rollup | None = None
+    for tier in Rollup:
+        size = tier.micros
+        inner_low = -(-low // size) * size
+        inner_high = high - high % size
+        if inner_low >= inner_high:
+            break
+        pieces += [(finer, low, inner_low), (finer, inner_high, high)]
+        low, high, finer = inner_low, inner_high, tier
+    pieces.append((finer, low, high))
+    return [(tier, a, b) for tier, a, b in pieces if a < b]

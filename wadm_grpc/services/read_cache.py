@@ -22,10 +22,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wadm_grpc.cache.aside import CacheAside
 from wadm_grpc.domain.timeframe import Timeframe
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.ports import Cache, CacheStats, Clock
+from wadm_grpc.services.cache_aside import CacheAside
 
 KEY_PREFIX = "answer:v1"
 # Longer than any answer TTL (config caps those at 7 days), so a generation outlives what it guards.

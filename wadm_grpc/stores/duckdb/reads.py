@@ -10,7 +10,7 @@ import duckdb
 
 from wadm_grpc.domain.aggregate import Aggregate, WindowStats
 from wadm_grpc.domain.decimals import with_scale
-from wadm_grpc.domain.timeframe import Rollup
+from wadm_grpc.domain.timeframe import window_pieces
 from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.ports import TradeQuery
 from wadm_grpc.stores.duckdb import sql
@@ -35,28 +35,6 @@ def aggregate_of(row: Sequence[Any]) -> Aggregate:
         first_trade_us=first_us,
         last_trade_us=last_us,
     )
-
-
-def window_pieces(start_us: int, end_us: int) -> list[tuple[Rollup | None, int, int]]:
-    """Cover trade times [start_us, end_us] with as few stored buckets as possible.
-
-    Returns (tier, low, high) pieces, bucket starts in [low, high); tier None means raw trades. Whole
-    days come from the 1d tier, whole hours around them from 1h, whole minutes from 1m, and the partial
-    minutes at both edges from the trades themselves, so the result is exact for any window.
-    """
-    low, high = start_us, end_us + 1
-    pieces: list[tuple[Rollup | None, int, int]] = []
-    finer: Rollup | None = None
-    for tier in Rollup:
-        size = tier.micros
-        inner_low = -(-low // size) * size
-        inner_high = high - high % size
-        if inner_low >= inner_high:
-            break
-        pieces += [(finer, low, inner_low), (finer, inner_high, high)]
-        low, high, finer = inner_low, inner_high, tier
-    pieces.append((finer, low, high))
-    return [(tier, a, b) for tier, a, b in pieces if a < b]
 
 
 def window_stats(

@@ -6,34 +6,12 @@ from collections.abc import Sequence
 
 from wadm_grpc.domain.aggregate import Aggregate, SymbolSummary, WindowStats
 from wadm_grpc.domain.decimals import with_scale
-from wadm_grpc.domain.timeframe import Rollup
+from wadm_grpc.domain.timeframe import window_pieces
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.ports import CandleQuery, TradeQuery
 from wadm_grpc.stores.mongo import pipelines
 from wadm_grpc.stores.mongo.commands import Commands
 from wadm_grpc.stores.mongo.documents import Document, aggregate_of, decimal_of, trade_of, us_of_datetime
-
-
-def window_pieces(start_us: int, end_us: int) -> list[tuple[Rollup | None, int, int]]:
-    """Cover trade times [start_us, end_us] with as few stored buckets as possible.
-
-    (tier, low, high) pieces, bucket starts in [low, high); tier None means raw trades: whole days from the
-    1d tier, whole hours around them from 1h, whole minutes from 1m, and the partial minutes at both edges
-    from the trades themselves, so the result is exact for any window. (Same cover as the DuckDB store.)
-    """
-    low, high = start_us, end_us + 1
-    pieces: list[tuple[Rollup | None, int, int]] = []
-    finer: Rollup | None = None
-    for tier in Rollup:
-        size = tier.micros
-        inner_low = -(-low // size) * size
-        inner_high = high - high % size
-        if inner_low >= inner_high:
-            break
-        pieces += [(finer, low, inner_low), (finer, inner_high, high)]
-        low, high, finer = inner_low, inner_high, tier
-    pieces.append((finer, low, high))
-    return [(tier, a, b) for tier, a, b in pieces if a < b]
 
 
 async def candles(db: Commands, query: CandleQuery) -> list[tuple[int, Aggregate]]:

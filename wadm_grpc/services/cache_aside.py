@@ -8,9 +8,9 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from wadm_grpc.cache.single_flight import SingleFlight
 from wadm_grpc.domain.errors import UnavailableError
 from wadm_grpc.ports import Cache, CacheStats
+from wadm_grpc.services.single_flight import SingleFlight
 
 log = logging.getLogger(__name__)
 
