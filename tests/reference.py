@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from wadm_grpc.domain.aggregate import Aggregate
-from wadm_grpc.domain.decimals import scale_of, with_scale
+from wadm_grpc.domain.decimals import EXACT, scale_of, with_scale
 from wadm_grpc.domain.trade import Side, Trade
 
 
@@ -20,7 +20,10 @@ def aggregate(trades: Iterable[Trade]) -> Aggregate:
     buys = [t for t in ordered if t.side is Side.BUY]
 
     def total(values: Iterable[Decimal], scale: int) -> Decimal:
-        return with_scale(sum(values, Decimal(0)), scale)
+        result = Decimal(0)
+        for value in values:
+            result = EXACT.add(result, value)  # never the default context: it rounds to 28 digits
+        return with_scale(result, scale)
 
     return Aggregate(
         open=with_scale(ordered[0].price, price_scale),

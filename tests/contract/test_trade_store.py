@@ -218,3 +218,19 @@ async def test_real_binance_trades_make_the_official_klines(store: TradeStore) -
     assert [(str(a.buy_volume), str(a.buy_quote_volume)) for _, a in got] == [
         (row["taker_buy_volume"], row["taker_buy_quote_volume"]) for row in klines
     ]
+
+
+async def test_sums_beyond_28_digits_stay_exact(store: TradeStore) -> None:
+    big = [
+        Trade("x", "BIGUSD", str(i), Decimal("1000000.123456789"), Decimal("100000.123456789"), Side.BUY, T0 + i)
+        for i in range(3)
+    ]
+    await store.insert_trades(big)
+
+    candles = {tf: await store.candles(query(tf, symbol="BIGUSD")) for tf in (Timeframe.M1, Timeframe.H1, Timeframe.D1)}
+    stats = await store.window_stats(["BIGUSD"], (), T0, T0 + 10)
+
+    expected = exact(aggregate(big))
+    assert expected[5] == "300000407407.449424736250571563"  # 30 significant digits
+    assert {tf: [exact(a) for _, a in rows] for tf, rows in candles.items()} == {tf: [expected] for tf in candles}
+    assert exact(stats["BIGUSD"].ohlcv) == expected

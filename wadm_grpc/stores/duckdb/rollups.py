@@ -18,7 +18,7 @@ from decimal import Decimal
 import duckdb
 import pyarrow as pa
 
-from wadm_grpc.domain.decimals import MAX_SCALE, scale_of
+from wadm_grpc.domain.decimals import EXACT, MAX_SCALE, scale_of
 from wadm_grpc.domain.timeframe import Rollup
 from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.stores.duckdb import sql
@@ -86,11 +86,12 @@ class Bucket:
             self.close, self.close_us, self.close_id = other.close, other.close_us, other.close_id
         self.high = max(self.high, other.high)
         self.low = min(self.low, other.low)
-        self.volume += other.volume
-        self.quote += other.quote
+        # EXACT: the default context rounds to 28 digits; stored values have up to 38.
+        self.volume = EXACT.add(self.volume, other.volume)
+        self.quote = EXACT.add(self.quote, other.quote)
         self.trade_count += other.trade_count
-        self.buy_volume += other.buy_volume
-        self.buy_quote += other.buy_quote
+        self.buy_volume = EXACT.add(self.buy_volume, other.buy_volume)
+        self.buy_quote = EXACT.add(self.buy_quote, other.buy_quote)
         self.price_scale = max(self.price_scale, other.price_scale)
         self.quantity_scale = max(self.quantity_scale, other.quantity_scale)
         self.quote_scale = max(self.quote_scale, other.quote_scale)
