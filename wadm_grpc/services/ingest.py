@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,6 +14,13 @@ from wadm_grpc.ports import TradeBus, TradeStore
 from wadm_grpc.services.read_cache import ReadCache
 
 MAX_BATCH = 10_000
+log = logging.getLogger("wadm_grpc.ingest")
+
+
+def _log_failure_nobody_awaited(work: asyncio.Future[IngestResult]) -> None:
+    """A shielded ingest whose caller left: its failure would otherwise go unseen."""
+    if not work.cancelled() and work.exception() is not None:
+        log.error("ingest failed after its caller went away", exc_info=work.exception())
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +53,17 @@ class IngestService:
         return parse_trades(batch)
 
     async def store_trades(self, trades: Sequence[Trade]) -> IngestResult:
-        """Store already validated trades; publish the new ones, in ingest order."""
+        """Store already validated trades; publish the new ones, in ingest order.
+
+        Storing and announcing run to completion even if the caller goes away (a client deadline, a
+        disconnect): a trade that was written is always announced, since a retry would only find it a
+        duplicate and announce nothing.
+        """
+        work = asyncio.ensure_future(self._store_and_announce(trades))
+        work.add_done_callback(_log_failure_nobody_awaited)
+        return await asyncio.shield(work)
+
+    async def _store_and_announce(self, trades: Sequence[Trade]) -> IngestResult:
         new = await self._store.insert_trades(trades)
         if new:
             await self.announce(new)
