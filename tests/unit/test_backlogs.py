@@ -56,3 +56,23 @@ async def test_a_failed_read_is_raised_after_what_was_read() -> None:
     with pytest.raises(RuntimeError, match="connection reset"):
         await consume()
     assert got == [1]
+
+
+async def test_closing_early_with_a_full_queue_stops_the_reader() -> None:
+    async def endless() -> AsyncIterator[int]:
+        item = 0
+        while True:
+            yield item
+            item += 1
+
+    incoming = backlogs(endless(), limit=4)
+    assert (await anext(incoming))[0] == 0
+    await asyncio.sleep(0)  # the reader fills the queue and waits on it
+    readers = {task for task in asyncio.all_tasks() if task is not asyncio.current_task()}
+
+    closing = asyncio.create_task(incoming.aclose())
+    done, _ = await asyncio.wait({closing}, timeout=10)
+
+    assert closing in done, "closing hung on the reader"
+    assert readers
+    assert all(reader.done() for reader in readers)

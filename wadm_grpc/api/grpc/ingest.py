@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 from wadm_grpc.api.grpc import convert
@@ -13,7 +14,7 @@ from wadm_grpc.domain.errors import InvalidArgumentError
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2_grpc as ingest_grpc
-from wadm_grpc.services.ingest import MAX_BATCH, IngestService
+from wadm_grpc.services.ingest import MAX_BATCH, IngestResult, IngestService
 
 # Messages read ahead of the store: while one write runs, the next ones queue up and are written
 # together, so a fast publisher costs one transaction per backlog, not one per message. Bounded, so a
@@ -32,37 +33,55 @@ class TradeIngestServicer(ingest_grpc.TradeIngestServiceServicer):
     async def PublishTrades(
         self, request_iterator: AsyncIterator[ingest_pb.PublishTradesRequest], context: Context
     ) -> ingest_pb.PublishTradesResponse:
-        accepted = duplicates = messages = 0
-        async for ready in backlogs(request_iterator, READ_AHEAD_MESSAGES):
-            valid: list[Trade] = []
-            rejected: InvalidArgumentError | None = None
-            for request in ready:
-                messages += 1
-                try:
-                    trades = self._ingest.validate([convert.trade_input(t) for t in request.trades])
-                except InvalidArgumentError as error:
-                    rejected = error
-                    break
-                if len(valid) + len(trades) > MAX_BATCH:  # keep each write (and each live delivery) bounded
-                    result = await self._ingest.store_trades(valid)
-                    accepted, duplicates, valid = accepted + result.accepted, duplicates + result.duplicates, []
-                valid += trades
-            if valid:  # the messages before a rejected one are stored
-                result = await self._ingest.store_trades(valid)
-                accepted += result.accepted
-                duplicates += result.duplicates
-            if rejected is not None:
-                raise InvalidArgumentError(
-                    rejected.violations,
-                    f"message {messages} of the stream was rejected, nothing of it was stored "
-                    f"(earlier messages were: {accepted} accepted, {duplicates} duplicates): {rejected}",
-                ) from rejected
+        tally = _Tally()
+        incoming = backlogs(request_iterator, READ_AHEAD_MESSAGES)
+        async with contextlib.aclosing(incoming):  # a rejected message stops the read-ahead at once
+            async for ready in incoming:
+                await self._store_backlog(ready, tally)
         return ingest_pb.PublishTradesResponse(
-            accepted_count=accepted, duplicate_count=duplicates, batch_count=messages
+            accepted_count=tally.accepted, duplicate_count=tally.duplicates, batch_count=tally.messages
         )
 
+    async def _store_backlog(self, ready: list[ingest_pb.PublishTradesRequest], tally: _Tally) -> None:
+        """Validate each message; store the valid ones together (at most MAX_BATCH trades per write), up to
+        the first rejected message, which then fails the call."""
+        valid: list[Trade] = []
+        rejected: InvalidArgumentError | None = None
+        for request in ready:
+            tally.messages += 1
+            try:
+                trades = self._ingest.validate([convert.trade_input(t) for t in request.trades])
+            except InvalidArgumentError as error:
+                rejected = error
+                break
+            if len(valid) + len(trades) > MAX_BATCH:  # keep each write (and each live delivery) bounded
+                tally.add(await self._ingest.store_trades(valid))
+                valid = []
+            valid += trades
+        if valid:
+            tally.add(await self._ingest.store_trades(valid))
+        if rejected is not None:
+            raise InvalidArgumentError(
+                rejected.violations,
+                f"message {tally.messages} of the stream was rejected, nothing of it was stored "
+                f"(earlier messages were: {tally.accepted} accepted, {tally.duplicates} duplicates): {rejected}",
+            ) from rejected
 
-async def backlogs(source: AsyncIterator[T], limit: int) -> AsyncIterator[list[T]]:
+
+@dataclass
+class _Tally:
+    """What one PublishTrades call did so far."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    messages: int = 0
+
+    def add(self, result: IngestResult) -> None:
+        self.accepted += result.accepted
+        self.duplicates += result.duplicates
+
+
+async def backlogs(source: AsyncIterator[T], limit: int) -> AsyncGenerator[list[T], None]:
     """Read `source` ahead (at most `limit` items) and yield everything that queued up since the last
     yield, as one list, in order. A failed read is raised after the items read before it."""
     queue: asyncio.Queue[tuple[T] | None] = asyncio.Queue(limit)
@@ -71,8 +90,12 @@ async def backlogs(source: AsyncIterator[T], limit: int) -> AsyncIterator[list[T
         try:
             async for item in source:
                 await queue.put((item,))
-        finally:
-            await queue.put(None)  # the end, or a failed read that `await reader` raises
+        except asyncio.CancelledError:
+            raise  # the consumer is gone: nobody waits for the end marker (and the queue may be full)
+        except BaseException:
+            await queue.put(None)  # the consumer still reads: it stops here, then `await reader` raises
+            raise
+        await queue.put(None)
 
     reader = asyncio.create_task(read())
     try:
