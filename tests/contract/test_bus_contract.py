@@ -7,6 +7,7 @@ subscribers of both, in order, with exact decimals; and the reader resumes after
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
@@ -144,6 +145,20 @@ async def test_a_slow_subscriber_is_cut_off_without_affecting_others(bus: Counti
     assert cut.value.retry_after_seconds > 0
     assert received + await receive_until(fast, marker()) == [*trades, marker()]
     assert bus.subscriber_count == 1
+
+
+async def test_batches_announced_back_to_back_never_cut_off_a_subscriber_that_keeps_up(bus: CountingBus) -> None:
+    # Two ingest calls of one group commit are announced before any stream task runs: 3/4 of a buffer each.
+    first, second = (make_trades(seed=s, count=3 * BUFFER_TRADES // 4, start_us=T0, spacing_us=1000) for s in (6, 7))
+    second = [dataclasses.replace(t, trade_id=f"b{t.trade_id}") for t in second]
+    subscription = bus.subscribe(frozenset({"BTCUSDT"}), frozenset())
+
+    await bus.publish(first)
+    await bus.publish(second)
+
+    assert await subscription.get(0) == [*first, *second]
+    await bus.publish([marker()])  # it took everything: still subscribed
+    assert await receive_until(subscription, marker()) == [marker()]
 
 
 async def test_close_ends_every_subscription_as_unavailable(bus: CountingBus) -> None:

@@ -37,9 +37,9 @@ class MemorySubscription:
     def offer(self, trades: list[Trade]) -> None:
         """Buffer `trades` or, when they do not fit, end the subscription. Never blocks.
 
-        A subscriber that has taken everything so far always takes the next batch, however large (one
-        ingest batch is bounded anyway); one that still has trades waiting is cut off when the new ones
-        would take it past its capacity: it is not keeping up.
+        A subscriber is cut off when a full buffer (`capacity` trades) is still waiting for it as more
+        arrive: it is not keeping up. Below that, the batch is taken whatever its size (an ingest batch is
+        bounded), so several batches announced back to back never cut off a subscriber that keeps up.
         """
         if self._closed:
             return
@@ -47,7 +47,7 @@ class MemorySubscription:
             trades = [t for t in trades if t.exchange in self.exchanges]
         if not trades:
             return
-        if self._pending and len(self._pending) + len(trades) > self._capacity:
+        if len(self._pending) >= self._capacity:
             self.fail(
                 ResourceExhaustedError(
                     f"stream fell more than {self._capacity} trades behind and was ended; reconnect",

@@ -211,31 +211,36 @@ class RedisTradeBus:
             if failing:
                 log.warning("redis bus reader reconnected", extra={"last_id": self._last_id.decode()})
                 failing = False
+            # One delivery per reply: a caught-up subscriber takes the whole burst (see MemorySubscription.offer).
+            received: list[Trade] = []
             for entry_id, fields in _stream_entries(response):
                 self._last_id = entry_id
-                self._receive(fields)
+                received += self._receive(fields)
+            if received:
+                self._local.deliver(received)
 
     def _fields(self, entry: _Entry) -> dict[FieldT, EncodableT]:
         return {b"o": self._origin, b"n": entry.seq, b"t": entry.payload}
 
-    def _receive(self, fields: dict[bytes, bytes]) -> None:
+    def _receive(self, fields: dict[bytes, bytes]) -> list[Trade]:
+        """The trades of one stream entry, unless they are ours, already seen, or malformed."""
         origin = fields.get(b"o")
         if origin is None or origin == self._origin:
-            return  # our own trades went to local subscribers when published
+            return []  # our own trades went to local subscribers when published
         try:
             seq = int(fields[b"n"])
             if seq <= self._seen.get(origin, 0):
-                return
+                return []
             trades = decode_trades(fields[b"t"])
         except (KeyError, ValueError, TypeError) as error:
             log.error("redis bus skipped a malformed entry", extra={"error": repr(error)})
-            return
+            return []
         self._seen[origin] = seq
         self._seen.move_to_end(origin)
         if len(self._seen) > KNOWN_ORIGINS:
             self._seen.popitem(last=False)
         self._received += len(trades)
-        self._local.deliver(trades)
+        return trades
 
     async def _write_loop(self) -> None:
         failing = False
