@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -11,7 +12,9 @@ import duckdb
 from tests.contract.test_trade_store import T0, as_exact, query
 from tests.reference import buckets
 from tests.support import make_trades
+from wadm_grpc.domain.errors import FailedPreconditionError
 from wadm_grpc.domain.timeframe import Timeframe
+from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.stores.duckdb import DuckDBTradeStore
 
 
@@ -107,3 +110,20 @@ async def test_an_older_layout_is_migrated_and_its_rollups_rebuilt(tmp_path: Pat
         assert [s.trade_count for s in await migrated.symbols(())] == [200]
     finally:
         await migrated.close()
+
+
+async def test_one_bad_batch_fails_alone_in_a_shared_transaction(tmp_path: Path) -> None:
+    store = DuckDBTradeStore(tmp_path / "t.duckdb")
+    huge = [
+        Trade("x", "HUGEUSD", str(i), Decimal("1"), Decimal("99999999999999999999"), Side.BUY, T0 + i) for i in range(2)
+    ]
+    fine = make_trades(seed=16, count=50, start_us=T0, spacing_us=1_000_000)
+    try:
+        results = await asyncio.gather(store.insert_trades(huge), store.insert_trades(fine), return_exceptions=True)
+
+        assert isinstance(results[0], FailedPreconditionError)
+        assert "HUGEUSD on x" in str(results[0])
+        assert results[1] == fine  # the other caller's batch was stored anyway
+        assert [s.symbol for s in await store.symbols(())] == ["BTCUSDT"]  # nothing of the bad batch
+    finally:
+        await store.close()

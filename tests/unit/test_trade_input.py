@@ -67,3 +67,10 @@ def test_binance_csv_with_or_without_header_and_both_time_units() -> None:
     [headless] = list(read_trades(io.StringIO(text.split("\n", 1)[1]), exchange="binance", symbol="ETHUSDT"))
     assert len(headless) == 2
     assert symbol_from_filename(Path("ETHUSDT-trades-2024-08-08.csv")) == "ETHUSDT"
+
+
+def test_times_past_what_a_timestamp_holds_are_refused() -> None:
+    with pytest.raises(InvalidArgumentError) as raised:
+        parse_trades([raw(time_us=2**63)])
+    assert raised.value.violations[0].field == "trades[0].time"
+    assert "10000-01-01" in raised.value.violations[0].description

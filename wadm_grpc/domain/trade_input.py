@@ -11,6 +11,8 @@ from wadm_grpc.domain.names import exchange_problem, symbol_problem
 from wadm_grpc.domain.trade import Side, Trade
 
 MAX_TRADE_ID_LENGTH = 128
+# 9999-12-31T23:59:59.999999Z, the last instant google.protobuf.Timestamp can hold.
+MAX_TIME_US = 253_402_300_799_999_999
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,8 @@ def parse_trade(item: TradeInput, *, field: str) -> Trade:
         problems.add(f"{field}.time", item.time_problem)
     elif item.time_us is None or item.time_us <= 0:
         problems.add(f"{field}.time", "is required and must be after 1970-01-01T00:00:00Z")
+    elif item.time_us > MAX_TIME_US:
+        problems.add(f"{field}.time", "must be before 10000-01-01T00:00:00Z")
     problems.raise_if_any()
     assert price is not None and quantity is not None and item.side is not None and item.time_us is not None
     return Trade(

@@ -18,7 +18,8 @@ from decimal import Decimal
 import duckdb
 import pyarrow as pa
 
-from wadm_grpc.domain.decimals import EXACT, MAX_SCALE, scale_of
+from wadm_grpc.domain.decimals import EXACT, MAX_INTEGER_DIGITS, MAX_SCALE, scale_of
+from wadm_grpc.domain.errors import FailedPreconditionError
 from wadm_grpc.domain.timeframe import Rollup
 from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.stores.duckdb import sql
@@ -26,6 +27,7 @@ from wadm_grpc.stores.duckdb import sql
 Cursor = duckdb.DuckDBPyConnection
 _DECIMAL = pa.decimal128(38, MAX_SCALE)
 _ZERO = Decimal(0)
+_LIMIT = Decimal(10) ** MAX_INTEGER_DIGITS  # DECIMAL(38, 18) holds 20 digits before the point
 BucketKey = tuple[str, str, str, int]  # tier, symbol, exchange, bucket start
 
 
@@ -156,6 +158,12 @@ def merge_into_rollups(cursor: Cursor, new: Sequence[Trade]) -> None:
         merged = Bucket(*values)
         merged.merge(deltas[key])
         deltas[key] = merged
+    for (tier, symbol, exchange, _), bucket in deltas.items():
+        if max(bucket.volume, bucket.quote) >= _LIMIT:
+            raise FailedPreconditionError(
+                f"{symbol} on {exchange}: the {tier} total volume would exceed the embedded store's exact "
+                f"range ({MAX_INTEGER_DIGITS} digits before the point); this batch was not stored"
+            )
     cursor.register("merged", _table(deltas, deltas))
     cursor.execute("INSERT OR REPLACE INTO rollups SELECT * FROM merged")
     cursor.unregister("merged")

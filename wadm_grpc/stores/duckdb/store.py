@@ -102,21 +102,30 @@ class DuckDBTradeStore:
         try:
             while self._queued:
                 group, self._queued = self._queued, []
-                insert = functools.partial(self._insert, batches=[trades for trades, _ in group])
-                try:
-                    results = await self._run(self._writer, insert)
-                except BaseException as error:  # every call of the group fails, nothing was written
-                    for _, waiter in group:
-                        if not waiter.done():
-                            waiter.set_exception(error)
-                    if isinstance(error, asyncio.CancelledError):
-                        raise
-                    continue
-                for (_, waiter), new in zip(group, results, strict=True):
-                    if not waiter.done():
-                        waiter.set_result(new)
+                await self._commit_group(group)
         finally:
             self._committer = None
+
+    async def _commit_group(self, group: list[tuple[Sequence[Trade], asyncio.Future[list[Trade]]]]) -> None:
+        """One transaction for the group; if it fails, each call again on its own, so one bad batch fails
+        only its own call (each transaction is all or nothing)."""
+        insert = functools.partial(self._insert, batches=[trades for trades, _ in group])
+        try:
+            results = await self._run(self._writer, insert)
+        except BaseException as error:
+            if isinstance(error, Exception) and len(group) > 1:
+                for member in group:
+                    await self._commit_group([member])
+                return
+            for _, waiter in group:
+                if not waiter.done():
+                    waiter.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for (_, waiter), new in zip(group, results, strict=True):
+            if not waiter.done():
+                waiter.set_result(new)
 
     def _insert(self, cursor: Cursor, batches: Sequence[Sequence[Trade]]) -> list[list[Trade]]:
         """One transaction for several calls' batches; per call, its trades that were new (a trade in two
