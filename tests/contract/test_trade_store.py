@@ -234,3 +234,12 @@ async def test_sums_beyond_28_digits_stay_exact(store: TradeStore) -> None:
     assert expected[5] == "300000407407.449424736250571563"  # 30 significant digits
     assert {tf: [exact(a) for _, a in rows] for tf, rows in candles.items()} == {tf: [expected] for tf in candles}
     assert exact(stats["BIGUSD"].ohlcv) == expected
+
+
+async def test_weeks_of_early_1970_start_on_the_monday_before(store: TradeStore) -> None:
+    friday = 1 * DAY_US + 3_600_000_000  # 1970-01-02T01:00:00Z; the week began Monday 1969-12-29
+    await store.insert_trades(make_trades(seed=17, count=1, start_us=friday, spacing_us=1))
+
+    weeks = await store.candles(query(Timeframe.W1))
+
+    assert [start for start, _ in weeks] == [-3 * DAY_US]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from decimal import Decimal
 
@@ -82,3 +83,19 @@ def test_window_pieces_cover_the_window_exactly_with_aligned_buckets(start: int,
             assert low % tier.micros == 0
             assert high % tier.micros == 0
     assert len(pieces) <= 7
+
+
+def test_a_tiny_price_drop_rounds_to_plain_zero_percent() -> None:
+    from tests.reference import aggregate
+    from tests.support import make_trades
+    from wadm_grpc.domain.aggregate import WindowStats
+    from wadm_grpc.domain.stats import MarketStats, StatsWindow
+
+    first, last = make_trades(seed=1, count=2, start_us=1, spacing_us=1, price="100000.00")
+    trades = [
+        dataclasses.replace(first, price=Decimal("100000.00")),
+        dataclasses.replace(last, price=Decimal("99999.99")),
+    ]
+    stats = MarketStats(StatsWindow.H1, 0, 10, WindowStats("X", ("x",), aggregate(trades)))
+
+    assert str(stats.price_change_percent) == "0.000"

@@ -39,7 +39,8 @@ class MarketStats:
     def price_change_percent(self) -> Decimal:
         """(last - open) / open x 100, rounded half-even to 3 decimals."""
         ohlcv = self.trades.ohlcv
-        return rounded(EXACT.multiply(divide(self.price_change, ohlcv.open, 40), Decimal(100)), PERCENT_DECIMALS)
+        percent = rounded(EXACT.multiply(divide(self.price_change, ohlcv.open, 40), Decimal(100)), PERCENT_DECIMALS)
+        return percent if percent else abs(percent)  # a tiny drop rounds to 0.000, not "-0.000"
 
 
 def window_bounds(window: StatsWindow, now_us: int) -> tuple[int, int]:

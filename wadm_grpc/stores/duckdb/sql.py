@@ -151,7 +151,7 @@ def candles(tier: Rollup, *, timeframe_us: int, offset_us: int, exchanges: int, 
     order = "DESC" if newest_first else "ASC"
     return f"""
 SELECT open_time, {AGGREGATE_TEXT} FROM (
-    SELECT bucket - (bucket - {offset_us}) % {timeframe_us} AS open_time, {AGGREGATES}
+    SELECT bucket - (bucket + {timeframe_us - offset_us}) % {timeframe_us} AS open_time, {AGGREGATES}
     FROM rollups
     WHERE tier = '{tier.label}' AND symbol = ? AND {in_list("exchange", exchanges)} AND bucket >= ? AND bucket < ?
     GROUP BY open_time

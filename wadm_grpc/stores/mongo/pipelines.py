@@ -37,8 +37,13 @@ TRADE_ID_LENGTH: Expression = {"$strLenCP": TRADE_ID}
 
 
 def _bucket(value: Expression, size: int, offset: int = 0) -> Expression:
-    """Start of the `size`-long bucket (anchored at `offset`) holding `value`; $mod works on every version."""
-    return {"$subtract": [value, {"$mod": [{"$subtract": [value, offset]} if offset else value, size]}]}
+    """Start of the `size`-long bucket (anchored at `offset`) holding `value`; $mod works on every version.
+
+    The anchor is added as `size - offset` rather than subtracted: $mod keeps the dividend's sign, and
+    `value - offset` is negative for the first days of 1970 when buckets are weeks.
+    """
+    shifted = {"$add": [value, size - offset]} if offset else value
+    return {"$subtract": [value, {"$mod": [shifted, size]}]}
 
 
 def _scale(decimal: Expression) -> Expression:
