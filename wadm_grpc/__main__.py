@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -56,7 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from wadm_grpc import workers
 
-        return workers.run(settings)
+        try:
+            return workers.run(settings)
+        except Exception as error:  # a store that cannot be opened, a port in use...: say it in one line
+            logging.getLogger("wadm_grpc").debug("startup failed", exc_info=error)
+            print(f"error: cannot serve: {type(error).__name__}: {error}", file=sys.stderr)
+            return 1
     from wadm_grpc.importer import run_import
 
     return asyncio.run(

@@ -7,8 +7,9 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from wadm_grpc.api.grpc.admin import AdminServicer
 from wadm_grpc.api.grpc.ingest import TradeIngestServicer
@@ -55,6 +56,12 @@ class App:
     background: list[asyncio.Task[None]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
+    def run_in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` until close(); if it fails, say so in the log at once (not at shutdown)."""
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(_report_failure)
+        self.background.append(task)
+
     async def close(self) -> None:
         """Stop background work, end live streams, release the cache and the store."""
         for task in self.background:
@@ -66,6 +73,11 @@ class App:
         for close in reversed(self.closers):
             await close()
         await self.store.close()
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task failed", extra={"task": task.get_name()}, exc_info=task.exception())
 
 
 async def build_store(settings: Settings, *, worker: int = 0) -> TradeStore:
@@ -179,7 +191,7 @@ def start_collector_feed(app: App) -> bool:
         async for batch in source.collector_trades():
             await app.ingest.announce(batch)
 
-    app.background.append(asyncio.create_task(forward(), name="collector-feed"))
+    app.run_in_background(forward(), "collector-feed")
     return True
 
 
@@ -192,7 +204,7 @@ def start_demo_feed(app: App) -> DemoFeed:
         seed=app.settings.demo_seed,
         backfill_seconds=app.settings.demo_backfill_seconds,
     )
-    app.background.append(asyncio.create_task(feed.run(), name="demo-feed"))
+    app.run_in_background(feed.run(), "demo-feed")
     return feed
 
 

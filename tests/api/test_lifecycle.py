@@ -98,3 +98,19 @@ async def test_sigterm_drains_and_exits_cleanly(server_process: tuple[asyncio.su
         assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
         async with asyncio.timeout(30):
             assert await process.wait() == 0
+
+
+async def test_a_port_in_use_is_one_clear_line_not_a_traceback(
+    server_process: tuple[asyncio.subprocess.Process, str], tmp_path: Path
+) -> None:
+    _, target = server_process
+    port = target.rsplit(":", 1)[1]
+    env = os.environ | {"WADM_PORT": port, "WADM_STORE": f"duckdb:{tmp_path / 'second.duckdb'}"}
+    second = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wadm_grpc", "serve", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(second.communicate(), 60)
+
+    assert second.returncode == 1
+    assert "error: cannot serve: RuntimeError: Failed to bind" in err.decode()
+    assert "Traceback" not in err.decode()
