@@ -9,7 +9,8 @@ import pyarrow as pa
 from wadm_grpc.domain.decimals import MAX_SCALE, scale_of
 from wadm_grpc.domain.trade import Side, Trade
 
-_DECIMAL = pa.decimal128(38, MAX_SCALE)
+# DECIMAL(38, 18) on the Arrow side.
+ARROW_DECIMAL = pa.decimal128(38, MAX_SCALE)
 TRADE_COLUMNS = "exchange symbol trade_id time_us price quantity quote price_scale quantity_scale is_buy".split()
 
 
@@ -21,9 +22,9 @@ def trades_table(trades: Collection[Trade]) -> pa.Table:
             "symbol": pa.array([t.symbol for t in trades], pa.string()),
             "trade_id": pa.array([t.trade_id for t in trades], pa.string()),
             "time_us": pa.array([t.time_us for t in trades], pa.int64()),
-            "price": pa.array([t.price for t in trades], _DECIMAL),
-            "quantity": pa.array([t.quantity for t in trades], _DECIMAL),
-            "quote": pa.array([t.quote_quantity for t in trades], _DECIMAL),
+            "price": pa.array([t.price for t in trades], ARROW_DECIMAL),
+            "quantity": pa.array([t.quantity for t in trades], ARROW_DECIMAL),
+            "quote": pa.array([t.quote_quantity for t in trades], ARROW_DECIMAL),
             "price_scale": pa.array([scale_of(t.price) for t in trades], pa.uint8()),
             "quantity_scale": pa.array([scale_of(t.quantity) for t in trades], pa.uint8()),
             "is_buy": pa.array([t.side is Side.BUY for t in trades], pa.bool_()),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +16,26 @@ from wadm_grpc.ports import TradeQuery
 from wadm_grpc.stores.duckdb import sql
 
 Cursor = duckdb.DuckDBPyConnection
-_WIDEN = 4
+# A bounded read first looks as far as should hold what it needs, then widens its window 4x per miss,
+# so its cost follows what it returns, not the history underneath.
+WIDEN = 4
+
+
+def widening_windows(
+    low: int, high: int, first_span: int, *, step: int = 1, newest_first: bool = True
+) -> Iterator[tuple[int, int]]:
+    """Consecutive windows [a, b] (multiples of `step` apart) covering [low, high] from one end, each
+    WIDEN times longer than the one before; the caller stops once it has read enough."""
+    span = max(first_span, step)
+    while low <= high:
+        if newest_first:
+            window = (max(low, high - span + step), high)
+            high = window[0] - step
+        else:
+            window = (low, min(high, low + span - step))
+            low = window[1] + step
+        yield window
+        span *= WIDEN
 
 
 def aggregate_of(row: Sequence[Any]) -> Aggregate:
@@ -86,13 +105,14 @@ def read_trades(cursor: Cursor, query: TradeQuery) -> list[Trade]:
         after_params = [c.time_us, c.exchange, len(c.trade_id), c.trade_id]
     statement = _TRADE_PAGE.format(exchanges=sql.in_list("exchange", len(query.exchanges)), after=after)
     # First guess: the span that holds `limit` trades at the symbol's average density.
-    span = max(1, (last - first + 1) * query.limit // max(1, int(count)))
+    span = (last - first + 1) * query.limit // max(1, int(count))
     found: list[Trade] = []
-    while high >= low_limit and len(found) < query.limit:
-        low = max(low_limit, high - span + 1)
+    for window_low, window_high in widening_windows(low_limit, high, span):
+        if len(found) >= query.limit:
+            break
         rows = cursor.execute(
             statement,
-            [query.symbol, *query.exchanges, low, high, *after_params, query.limit - len(found)],
+            [query.symbol, *query.exchanges, window_low, window_high, *after_params, query.limit - len(found)],
         ).fetchall()
         found += [
             Trade(
@@ -106,6 +126,4 @@ def read_trades(cursor: Cursor, query: TradeQuery) -> list[Trade]:
             )
             for exchange, trade_id, time_us, price, quantity, price_scale, quantity_scale, is_buy in rows
         ]
-        high = low - 1
-        span *= _WIDEN
     return found

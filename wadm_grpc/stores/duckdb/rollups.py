@@ -15,17 +15,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-import duckdb
 import pyarrow as pa
 
-from wadm_grpc.domain.decimals import EXACT, MAX_INTEGER_DIGITS, MAX_SCALE, scale_of
+from wadm_grpc.domain.decimals import EXACT, MAX_INTEGER_DIGITS, scale_of
 from wadm_grpc.domain.errors import FailedPreconditionError
 from wadm_grpc.domain.timeframe import Rollup
 from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.stores.duckdb import sql
+from wadm_grpc.stores.duckdb.batches import ARROW_DECIMAL
+from wadm_grpc.stores.duckdb.reads import Cursor
 
-Cursor = duckdb.DuckDBPyConnection
-_DECIMAL = pa.decimal128(38, MAX_SCALE)
 _ZERO = Decimal(0)
 _LIMIT = Decimal(10) ** MAX_INTEGER_DIGITS  # DECIMAL(38, 18) holds 20 digits before the point
 BucketKey = tuple[str, str, str, int]  # tier, symbol, exchange, bucket start
@@ -136,7 +135,7 @@ def _table(buckets: dict[BucketKey, Bucket] | None, keys: Iterable[BucketKey]) -
     return pa.table(columns)
 
 
-_TYPES = dict.fromkeys("open high low close volume quote buy_volume buy_quote".split(), _DECIMAL)
+_TYPES = dict.fromkeys("open high low close volume quote buy_volume buy_quote".split(), ARROW_DECIMAL)
 _TYPES.update({name: pa.int64() for name in ("open_us", "close_us", "trade_count")})
 _TYPES.update({name: pa.uint8() for name in ("price_scale", "quantity_scale", "quote_scale")})
 

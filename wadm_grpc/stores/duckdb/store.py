@@ -24,13 +24,10 @@ from wadm_grpc.domain.trade import Trade
 from wadm_grpc.ports import CandleQuery, TradeQuery
 from wadm_grpc.stores.duckdb import sql
 from wadm_grpc.stores.duckdb.batches import trades_table
-from wadm_grpc.stores.duckdb.reads import aggregate_of, read_trades, window_stats
+from wadm_grpc.stores.duckdb.reads import Cursor, aggregate_of, read_trades, widening_windows, window_stats
 from wadm_grpc.stores.duckdb.rollups import merge_into_rollups
 
 T = TypeVar("T")
-Cursor = duckdb.DuckDBPyConnection
-# A query first looks this many times `limit` buckets back, then widens the window 4x per miss.
-_WIDEN = 4
 
 
 class DuckDBTradeStore:
@@ -199,21 +196,15 @@ class DuckDBTradeStore:
             newest_first=query.newest_first,
         )
         found: list[tuple[int, Aggregate]] = []
-        span = query.limit
-        low, high = first, last  # buckets [low, high] still to read
-        while low <= high and len(found) < query.limit:
-            if query.newest_first:
-                window_low, window_high = max(low, high - (span - 1) * size), high
-                high = window_low - size
-            else:
-                window_low, window_high = low, min(high, low + (span - 1) * size)
-                low = window_high + size
+        windows = widening_windows(first, last, query.limit * size, step=size, newest_first=query.newest_first)
+        for window_low, window_high in windows:
+            if len(found) >= query.limit:
+                break
             rows = cursor.execute(
                 statement,
                 [query.symbol, *query.exchanges, window_low, window_high + size, query.limit - len(found)],
             ).fetchall()
             found.extend((open_time, aggregate_of(rest)) for open_time, *rest in rows)
-            span *= _WIDEN
         found.sort(key=lambda item: item[0])
         return found
 
