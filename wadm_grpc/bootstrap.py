@@ -18,12 +18,13 @@ from wadm_grpc.api.grpc.server import GrpcServer, build_server
 from wadm_grpc.bus.memory import InProcessTradeBus
 from wadm_grpc.bus.redis import RedisTradeBus
 from wadm_grpc.cache.memory import MemoryCache
-from wadm_grpc.cache.redis import RedisCache, redis_client
+from wadm_grpc.cache.redis import RedisCache
 from wadm_grpc.cache.tiered import TieredCache
 from wadm_grpc.config import Settings
 from wadm_grpc.domain.clock import SystemClock
 from wadm_grpc.feeds.demo import DemoFeed
 from wadm_grpc.ports import Clock, LiveTradeSource, TradeBus, TradeStore
+from wadm_grpc.redis_connection import redis_client
 from wadm_grpc.services.candles import CandleService
 from wadm_grpc.services.ingest import IngestService
 from wadm_grpc.services.orderbook import OrderbookService

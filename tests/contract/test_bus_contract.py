@@ -17,10 +17,10 @@ import pytest
 from tests.support import make_trades
 from wadm_grpc.bus.memory import InProcessTradeBus
 from wadm_grpc.bus.redis import DEFAULT_STREAM_KEY, RedisTradeBus, encode_trades
-from wadm_grpc.cache.redis import redis_client
 from wadm_grpc.domain.errors import ResourceExhaustedError, UnavailableError
 from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.ports import Subscription, TradeBus
+from wadm_grpc.redis_connection import redis_client
 
 if TYPE_CHECKING:
     from tests.redis_support import RedisServer

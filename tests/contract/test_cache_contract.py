@@ -16,10 +16,11 @@ import pytest
 from redis.asyncio import Redis
 
 from wadm_grpc.cache.memory import MemoryCache
-from wadm_grpc.cache.redis import RedisCache, redis_client
+from wadm_grpc.cache.redis import RedisCache
 from wadm_grpc.cache.tiered import TieredCache
 from wadm_grpc.domain.clock import ManualClock
 from wadm_grpc.ports import Cache
+from wadm_grpc.redis_connection import redis_client
 from wadm_grpc.services.cache_aside import CacheAside
 
 if TYPE_CHECKING:

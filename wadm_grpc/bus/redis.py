@@ -22,8 +22,8 @@ from typing import Any
 from redis.typing import EncodableT, FieldT
 
 from wadm_grpc.bus.memory import DEFAULT_BUFFER_TRADES, InProcessTradeBus, MemorySubscription
-from wadm_grpc.cache.redis import DEFAULT_TIMEOUT_SECONDS, REDIS_FAILURES, redis_client
 from wadm_grpc.domain.trade import Side, Trade
+from wadm_grpc.redis_connection import DEFAULT_TIMEOUT_SECONDS, REDIS_FAILURES, redis_client
 
 log = logging.getLogger(__name__)
 
