@@ -4,8 +4,10 @@
   still-open candle and the stats' last price are never staler than that.
 - Candle ranges that were entirely closed when loaded are cached for the longer closed-candle TTL.
 - A late trade (one whose 1m bucket had already closed when it was ingested) can change closed candles:
-  ingest then bumps the symbol's generation, which is part of every key of that symbol, so every
-  cached answer of the symbol is dropped at once, in every process sharing the cache.
+  ingest then deletes the symbol's generation, a random token that is part of every key of that symbol;
+  the next reader draws a new one, so every cached answer of the symbol is dropped at once, in every
+  process sharing the cache. Being a delete, the invalidation also survives a Redis outage (the tiered
+  cache replays missed deletes before it uses Redis again).
 - Concurrent identical misses share one store read (CacheAside's single flight).
 
 What is cached is the finished answer as the caller renders it (the API layer passes a function that
@@ -86,9 +88,7 @@ class ReadCache:
             return
         open_minute = Timeframe.M1.bucket_start(self._clock.now_us())
         for symbol in sorted({t.symbol for t in trades if t.time_us < open_minute}):
-            await self._cache.set(
-                self._generation_key(symbol), uuid.uuid4().hex.encode(), ttl_seconds=GENERATION_TTL_SECONDS
-            )
+            await self._cache.delete(self._generation_key(symbol))
             self.invalidations += 1
 
     def stats(self) -> CacheStats | None:
@@ -100,6 +100,12 @@ class ReadCache:
         return f"{KEY_PREFIX}:generation:{symbol}"
 
     async def _generation(self, symbol: str) -> str:
+        """The symbol's current generation, drawing a fresh one if it has none (or it was invalidated).
+        Two readers racing here may draw two: entries under the losing one are merely never read again."""
         assert self._cache is not None
-        value = await self._cache.get(self._generation_key(symbol))
-        return value.decode() if value else "0"
+        key = self._generation_key(symbol)
+        value = await self._cache.get(key)
+        if value is None:
+            value = uuid.uuid4().hex.encode()
+            await self._cache.set(key, value, ttl_seconds=GENERATION_TTL_SECONDS)
+        return value.decode()
