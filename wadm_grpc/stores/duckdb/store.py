@@ -23,11 +23,12 @@ from wadm_grpc.domain.errors import FailedPreconditionError
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.ports import CandleQuery, TradeQuery
 from wadm_grpc.stores.duckdb import sql
-from wadm_grpc.stores.duckdb.batches import trades_table
+from wadm_grpc.stores.duckdb.batches import TRADE_COLUMNS, trades_table
 from wadm_grpc.stores.duckdb.reads import Cursor, aggregate_of, read_trades, widening_windows, window_stats
 from wadm_grpc.stores.duckdb.rollups import merge_into_rollups
 
 T = TypeVar("T")
+COLUMNS = ", ".join(TRADE_COLUMNS)  # named, so the Arrow table and the table need not agree on order
 
 
 class DuckDBTradeStore:
@@ -139,7 +140,8 @@ class DuckDBTradeStore:
         try:
             cursor.register("incoming", trades_table(unique.values()))
             inserted = cursor.execute(
-                "INSERT OR IGNORE INTO trades SELECT * FROM incoming RETURNING exchange, symbol, trade_id"
+                f"INSERT OR IGNORE INTO trades ({COLUMNS}) SELECT {COLUMNS} FROM incoming "
+                "RETURNING exchange, symbol, trade_id"
             ).fetchall()
             cursor.unregister("incoming")
             fresh = {(exchange, symbol, trade_id) for exchange, symbol, trade_id in inserted}
