@@ -45,6 +45,8 @@ class Settings:
     demo_seed: int = 7
     demo_backfill_seconds: int = 3600
     grace_seconds: float = 10.0
+    drain_seconds: float = 3.0
+    max_future_seconds: float = 60.0
     log_level: str = "INFO"
     log_json: bool = True
     stream_buffer_trades: int = 10_000
@@ -102,6 +104,12 @@ class Settings:
             )
         if "WADM_GRACE_SECONDS" in env:
             values["grace_seconds"] = _number(env["WADM_GRACE_SECONDS"], "WADM_GRACE_SECONDS", float, 0, 3600)
+        if "WADM_DRAIN_SECONDS" in env:
+            values["drain_seconds"] = _number(env["WADM_DRAIN_SECONDS"], "WADM_DRAIN_SECONDS", float, 0, 3600)
+        if "WADM_MAX_FUTURE_SECONDS" in env:
+            values["max_future_seconds"] = _number(
+                env["WADM_MAX_FUTURE_SECONDS"], "WADM_MAX_FUTURE_SECONDS", float, 0, 86400 * 366
+            )
         if "WADM_LOG_LEVEL" in env:
             values["log_level"] = env["WADM_LOG_LEVEL"].upper()
         if "WADM_LOG_FORMAT" in env:

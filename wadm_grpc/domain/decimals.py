@@ -8,8 +8,10 @@ from decimal import Decimal
 
 # Every stored decimal has at most this many digits after the point (stores use DECIMAL(38, 18)).
 MAX_SCALE = 18
-# And at most this many before it.
-MAX_INTEGER_DIGITS = 20
+# Every price, quantity and price x quantity of a trade is below 10**MAX_INTEGER_DIGITS: with MAX_SCALE
+# decimals that is at most 34 significant digits, so a single value is exact in DECIMAL(38, 18) and in
+# MongoDB's Decimal128 alike. Sums of any number of them are exact too (see the stores).
+MAX_INTEGER_DIGITS = 16
 
 # Wide enough that no sum or product of stored values is ever rounded.
 EXACT = decimal.Context(prec=100, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.Inexact, decimal.Overflow])
