@@ -152,7 +152,7 @@ async def bootstrap(
         bus=bus,
         clock=clock,
         cache=cache,
-        ingest=IngestService(store, bus, cache),
+        ingest=IngestService(store, bus, cache, clock=clock, max_future_seconds=settings.max_future_seconds),
         candles=CandleService(store, clock, cache),
         symbols=SymbolService(store),
         stats=StatsService(store, clock, cache),

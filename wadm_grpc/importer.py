@@ -11,7 +11,7 @@ import grpc
 from wadm_grpc.config import Settings
 from wadm_grpc.domain.errors import InvalidArgumentError
 from wadm_grpc.domain.names import normalize_symbol
-from wadm_grpc.domain.trade_input import TradeInput, parse_trades
+from wadm_grpc.domain.trade_input import MAX_TIME_US, TradeInput, parse_trades
 from wadm_grpc.feeds.binance_csv import read_trades, symbol_from_filename
 
 
@@ -78,7 +78,7 @@ async def publish_file(target: str, path: Path, exchange: str, symbol: str) -> t
     def checked(batches: Iterator[list[TradeInput]]) -> Iterator[list[TradeInput]]:
         for batch in batches:
             try:
-                parse_trades(batch)
+                parse_trades(batch, latest_us=MAX_TIME_US)  # the server judges times against its clock
             except InvalidArgumentError as error:
                 rejected.append(error)
                 return

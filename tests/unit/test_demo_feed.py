@@ -19,7 +19,7 @@ NOW = 1_764_000_000_000_000
 async def generate(path: Path, seed: int) -> tuple[DemoFeed, DuckDBTradeStore, ManualClock, int]:
     store = DuckDBTradeStore(path)
     clock = ManualClock(NOW)
-    ingest = IngestService(store, InProcessTradeBus(), ReadCache(None, clock))
+    ingest = IngestService(store, InProcessTradeBus(), ReadCache(None, clock), clock=clock, max_future_seconds=60)
     feed = DemoFeed(ingest=ingest, store=store, clock=clock, seed=seed, backfill_seconds=1800)
     await feed.resume()
     return feed, store, clock, await feed.step()
@@ -62,7 +62,9 @@ async def test_resumes_after_a_restart_without_duplicates(tmp_path: Path) -> Non
     await store.close()
 
     again = DuckDBTradeStore(tmp_path / "demo.duckdb")
-    ingest = IngestService(again, InProcessTradeBus(), ReadCache(None, ManualClock(NOW)))
+    ingest = IngestService(
+        again, InProcessTradeBus(), ReadCache(None, ManualClock(NOW)), clock=ManualClock(NOW), max_future_seconds=60
+    )
     resumed = DemoFeed(ingest=ingest, store=again, clock=ManualClock(NOW + MINUTE_US), seed=8)
     try:
         await resumed.resume()

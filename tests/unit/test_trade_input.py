@@ -8,9 +8,16 @@ from pathlib import Path
 import pytest
 
 from wadm_grpc.domain.errors import InvalidArgumentError
-from wadm_grpc.domain.trade import Side
+from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.domain.trade_input import TradeInput, parse_trades
 from wadm_grpc.feeds.binance_csv import read_trades, symbol_from_filename
+
+
+NOW = 1_723_161_300_000_000
+
+
+def parse(inputs: list[TradeInput]) -> list[Trade]:
+    return parse_trades(inputs, latest_us=NOW + 60_000_000)
 
 
 def raw(**changes: object) -> TradeInput:
@@ -27,7 +34,7 @@ def raw(**changes: object) -> TradeInput:
 
 
 def test_valid_trades_are_normalised() -> None:
-    [trade] = parse_trades([raw()])
+    [trade] = parse([raw()])
     assert (trade.exchange, trade.symbol, str(trade.price), str(trade.quote_quantity)) == (
         "binance",
         "BTCUSDT",
@@ -38,7 +45,7 @@ def test_valid_trades_are_normalised() -> None:
 
 def test_every_bad_field_of_every_trade_is_named() -> None:
     with pytest.raises(InvalidArgumentError) as raised:
-        parse_trades([raw(), raw(price="x", side=None), raw(trade_id=" ", time_us=0, exchange="")])
+        parse([raw(), raw(price="x", side=None), raw(trade_id=" ", time_us=0, exchange="")])
     assert {v.field for v in raised.value.violations} == {
         "trades[1].price",
         "trades[1].side",
@@ -50,7 +57,7 @@ def test_every_bad_field_of_every_trade_is_named() -> None:
 
 def test_products_that_cannot_be_stored_exactly_are_refused() -> None:
     with pytest.raises(InvalidArgumentError, match="product would not be exact"):
-        parse_trades([raw(price="1.0000000001", quantity="1.000000001")])
+        parse([raw(price="1.0000000001", quantity="1.000000001")])
 
 
 def test_binance_csv_with_or_without_header_and_both_time_units() -> None:
@@ -69,8 +76,27 @@ def test_binance_csv_with_or_without_header_and_both_time_units() -> None:
     assert symbol_from_filename(Path("ETHUSDT-trades-2024-08-08.csv")) == "ETHUSDT"
 
 
-def test_times_past_what_a_timestamp_holds_are_refused() -> None:
-    with pytest.raises(InvalidArgumentError) as raised:
-        parse_trades([raw(time_us=2**63)])
-    assert raised.value.violations[0].field == "trades[0].time"
-    assert "10000-01-01" in raised.value.violations[0].description
+def test_times_ahead_of_the_server_clock_are_refused() -> None:
+    assert parse([raw(time_us=NOW + 60_000_000)])  # within the skew
+    for time_us in (NOW + 60_000_001, 2**63):
+        with pytest.raises(InvalidArgumentError) as raised:
+            parse([raw(time_us=time_us)])
+        assert raised.value.violations[0].field == "trades[0].time"
+        assert "future" in raised.value.violations[0].description
+
+
+def test_trade_ids_are_kept_verbatim_and_surrounding_whitespace_is_refused() -> None:
+    assert parse([raw(trade_id="a 77")])[0].trade_id == "a 77"
+    for padded in (" 77 ", "77 ", "\t77"):
+        with pytest.raises(InvalidArgumentError) as raised:
+            parse([raw(trade_id=padded)])
+        assert raised.value.violations[0].field == "trades[0].trade_id"
+
+
+def test_every_value_is_below_ten_to_the_sixteen() -> None:
+    assert parse([raw(price="1", quantity="9999999999999999.99")])
+    assert parse([raw(price="0.000000000000000001", quantity="1")])
+    for price, quantity in (("10000000000000000", "1"), ("1", "10000000000000000"), ("100000000", "100000000")):
+        with pytest.raises(InvalidArgumentError) as raised:
+            parse([raw(price=price, quantity=quantity)])
+        assert raised.value.violations[0].field in ("trades[0].price", "trades[0].quantity")

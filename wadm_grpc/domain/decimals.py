@@ -6,6 +6,8 @@ import decimal
 import re
 from decimal import Decimal
 
+from wadm_grpc.domain.errors import quoted
+
 # Every stored decimal has at most this many digits after the point (stores use DECIMAL(38, 18)).
 MAX_SCALE = 18
 # Every price, quantity and price x quantity of a trade is below 10**MAX_INTEGER_DIGITS: with MAX_SCALE
@@ -24,14 +26,14 @@ def parse_positive(text: str) -> Decimal:
     if not text:
         raise ValueError("is empty")
     if not _PLAIN.match(text):
-        raise ValueError(f"{text!r} is not a plain decimal (digits, one optional point; no sign or exponent)")
+        raise ValueError(f"{quoted(text)} is not a plain decimal (digits, one optional point; no sign or exponent)")
     value = Decimal(text)
     if value <= 0:
-        raise ValueError(f"{text!r} must be greater than zero")
+        raise ValueError(f"{quoted(text)} must be greater than zero")
     if scale_of(value) > MAX_SCALE:
-        raise ValueError(f"{text!r} has more than {MAX_SCALE} digits after the point")
+        raise ValueError(f"{quoted(text)} has more than {MAX_SCALE} digits after the point")
     if len(text.split(".")[0]) > MAX_INTEGER_DIGITS:
-        raise ValueError(f"{text!r} has more than {MAX_INTEGER_DIGITS} digits before the point")
+        raise ValueError(f"{quoted(text)} has more than {MAX_INTEGER_DIGITS} digits before the point")
     return value
 
 

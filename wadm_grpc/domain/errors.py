@@ -18,13 +18,32 @@ class WadmError(Exception):
     """Root of every error this service raises on purpose."""
 
 
+# What a request sent is echoed in error texts at most this long, so a huge value cannot make a huge error.
+QUOTED_CHARACTERS = 40
+# An error message names at most this many violations (the rest are counted).
+SUMMARISED_VIOLATIONS = 5
+
+
+def quoted(raw: str) -> str:
+    """`raw` as error texts show it: repr()'d, and cut short when long ("'BTCUSD...' (8192 characters)")."""
+    if len(raw) <= QUOTED_CHARACTERS:
+        return repr(raw)
+    return f"{raw[:QUOTED_CHARACTERS]!r}... ({len(raw)} characters)"
+
+
+def summary(violations: Sequence[FieldViolation]) -> str:
+    """One bounded line naming the first violations and counting the others."""
+    text = "; ".join(f"{v.field}: {v.description}" for v in violations[:SUMMARISED_VIOLATIONS])
+    more = len(violations) - SUMMARISED_VIOLATIONS
+    return f"{text}; and {more} more" if more > 0 else text
+
+
 class InvalidArgumentError(WadmError):
     """The request is malformed; `violations` name each bad field."""
 
     def __init__(self, violations: Sequence[FieldViolation], message: str | None = None) -> None:
         self.violations = tuple(violations)
-        text = message or "; ".join(f"{v.field}: {v.description}" for v in self.violations)
-        super().__init__(text)
+        super().__init__(message or summary(self.violations))
 
     @classmethod
     def of(cls, field: str, description: str) -> InvalidArgumentError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from wadm_grpc.domain.errors import FieldViolation, InvalidArgumentError, Violations
+from wadm_grpc.domain.errors import FieldViolation, InvalidArgumentError, Violations, quoted
 
 _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._/:-]{0,63}$")
 _EXCHANGE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
@@ -17,7 +17,7 @@ def symbol_problem(raw: str) -> tuple[str, str | None]:
     if not value:
         return raw, "is required"
     if not _SYMBOL.match(value):
-        return raw, f"{raw!r} is not a symbol (letters, digits and . _ / : -, at most 64)"
+        return raw, f"{quoted(raw)} is not a symbol (letters, digits and . _ / : -, at most 64)"
     return value, None
 
 
@@ -27,7 +27,7 @@ def exchange_problem(raw: str) -> tuple[str, str | None]:
     if not value:
         return raw, "is required"
     if not _EXCHANGE.match(value):
-        return raw, f"{raw!r} is not an exchange name (letters, digits and . _ -, at most 32)"
+        return raw, f"{quoted(raw)} is not an exchange name (letters, digits and . _ -, at most 32)"
     return value, None
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from wadm_grpc.domain.decimals import MAX_INTEGER_DIGITS, MAX_SCALE, multiply, parse_positive, scale_of
-from wadm_grpc.domain.errors import InvalidArgumentError, Violations
+from wadm_grpc.domain.errors import InvalidArgumentError, Violations, quoted
 from wadm_grpc.domain.names import exchange_problem, symbol_problem
 from wadm_grpc.domain.trade import Side, Trade
 
@@ -30,21 +30,23 @@ class TradeInput:
     time_problem: str | None = None
 
 
-def parse_trades(inputs: list[TradeInput], *, field: str = "trades") -> list[Trade]:
-    """Validate every input; raise one InvalidArgumentError naming each bad `trades[i].field`."""
+def parse_trades(inputs: list[TradeInput], *, latest_us: int, field: str = "trades") -> list[Trade]:
+    """Validate every input (none may be dated after `latest_us`); raise one InvalidArgumentError naming
+    each bad `trades[i].field`."""
     problems = Violations()
     trades: list[Trade] = []
     for index, item in enumerate(inputs):
         try:
-            trades.append(parse_trade(item, field=f"{field}[{index}]"))
+            trades.append(parse_trade(item, latest_us=latest_us, field=f"{field}[{index}]"))
         except InvalidArgumentError as error:
             problems.extend(error)
     problems.raise_if_any()
     return trades
 
 
-def parse_trade(item: TradeInput, *, field: str) -> Trade:
-    """One validated Trade, or InvalidArgumentError with a violation per bad field."""
+def parse_trade(item: TradeInput, *, latest_us: int, field: str) -> Trade:
+    """One validated Trade, or InvalidArgumentError with a violation per bad field. A trade dated after
+    `latest_us` (the server clock plus the allowed skew) is refused: it would pose as the newest data."""
     problems = Violations()
     exchange, problem = exchange_problem(item.exchange)
     if problem:
@@ -52,11 +54,14 @@ def parse_trade(item: TradeInput, *, field: str) -> Trade:
     symbol, problem = symbol_problem(item.symbol)
     if problem:
         problems.add(f"{field}.symbol", problem)
-    trade_id = item.trade_id.strip()
+    # Ids are kept verbatim (the exchange's own); " 77 " would otherwise pass for a different trade than "77".
+    trade_id = item.trade_id
     if not trade_id:
         problems.add(f"{field}.trade_id", "is required")
     elif len(trade_id) > MAX_TRADE_ID_LENGTH or not trade_id.isprintable():
         problems.add(f"{field}.trade_id", f"must be printable, at most {MAX_TRADE_ID_LENGTH} characters")
+    elif trade_id != trade_id.strip():
+        problems.add(f"{field}.trade_id", f"{quoted(trade_id)} must not begin or end with whitespace")
     price = _decimal(item.price, f"{field}.price", problems)
     quantity = _decimal(item.quantity, f"{field}.quantity", problems)
     if price is not None and quantity is not None:
@@ -74,8 +79,8 @@ def parse_trade(item: TradeInput, *, field: str) -> Trade:
         problems.add(f"{field}.time", item.time_problem)
     elif item.time_us is None or item.time_us <= 0:
         problems.add(f"{field}.time", "is required and must be after 1970-01-01T00:00:00Z")
-    elif item.time_us > MAX_TIME_US:
-        problems.add(f"{field}.time", "must be before 10000-01-01T00:00:00Z")
+    elif item.time_us > latest_us:
+        problems.add(f"{field}.time", "is in the future (later than the server clock allows)")
     problems.raise_if_any()
     assert price is not None and quantity is not None and item.side is not None and item.time_us is not None
     return Trade(

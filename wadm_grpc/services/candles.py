@@ -21,7 +21,7 @@ class CandlesRequest:
     """GetCandles as asked (not yet validated). Times are epoch microseconds; bounds select open times."""
 
     symbol: str
-    timeframe: Timeframe
+    timeframe: Timeframe | None  # None: not a timeframe (the converter said why, in its problems)
     exchanges: tuple[str, ...] = ()
     start_us: int | None = None
     end_us: int | None = None
@@ -37,9 +37,15 @@ class CandleService:
         self._clock = clock
         self._cache = cache
 
-    async def get_candles(self, request: CandlesRequest, render: Callable[[str, list[Candle]], bytes]) -> bytes:
-        """render(normalised symbol, candles oldest first), cached."""
-        query = self._query(request)
+    async def get_candles(
+        self,
+        request: CandlesRequest,
+        render: Callable[[str, list[Candle]], bytes],
+        problems: Violations | None = None,
+    ) -> bytes:
+        """render(normalised symbol, candles oldest first), cached. `problems`: what converting the request
+        already found wrong, reported with everything else."""
+        query = self._query(request, problems or Violations())
         timeframe = query.timeframe
 
         async def load() -> bytes:
@@ -59,8 +65,7 @@ class CandleService:
             load,
         )
 
-    def _query(self, request: CandlesRequest) -> CandleQuery:
-        problems = Violations()
+    def _query(self, request: CandlesRequest, problems: Violations) -> CandleQuery:
         symbol, exchanges = check_market(request.symbol, request.exchanges, problems)
         limit = DEFAULT_LIMIT if request.limit is None else request.limit
         if not 1 <= limit <= MAX_LIMIT:
@@ -69,6 +74,7 @@ class CandleService:
         if start is not None and end is not None and start > end:
             problems.add("start_time", "must not be after end_time")
         problems.raise_if_any()
+        assert request.timeframe is not None, "a missing timeframe is among the problems"
         return CandleQuery(
             symbol=symbol,
             exchanges=exchanges,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from wadm_grpc.domain.errors import InvalidArgumentError
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.domain.trade_input import TradeInput, parse_trades
-from wadm_grpc.ports import TradeBus, TradeStore
+from wadm_grpc.ports import Clock, TradeBus, TradeStore
 from wadm_grpc.services.read_cache import ReadCache
 
 MAX_BATCH = 10_000
@@ -34,23 +34,27 @@ class IngestResult:
 class IngestService:
     """The one way trades get in: PublishTrades, the CSV importer and the demo feed all come here."""
 
-    def __init__(self, store: TradeStore, bus: TradeBus, cache: ReadCache) -> None:
+    def __init__(
+        self, store: TradeStore, bus: TradeBus, cache: ReadCache, *, clock: Clock, max_future_seconds: float
+    ) -> None:
         self._store = store
         self._bus = bus
         self._cache = cache
+        self._clock = clock
+        self._max_future_us = round(max_future_seconds * 1_000_000)
 
     async def publish_trades(self, batch: list[TradeInput]) -> IngestResult:
         """Validate the whole batch (nothing is written if any trade is bad), then store it."""
         return await self.store_trades(self.validate(batch))
 
-    @staticmethod
-    def validate(batch: list[TradeInput]) -> list[Trade]:
-        """The batch's trades, or InvalidArgumentError naming every bad one (and empty or oversized batches)."""
+    def validate(self, batch: list[TradeInput]) -> list[Trade]:
+        """The batch's trades, or InvalidArgumentError naming every bad one (and empty or oversized batches).
+        Trades dated more than the allowed skew ahead of the server clock are bad ones."""
         if not batch:
             raise InvalidArgumentError.of("trades", "a batch needs at least one trade")
         if len(batch) > MAX_BATCH:
             raise InvalidArgumentError.of("trades", f"at most {MAX_BATCH} trades per batch, got {len(batch)}")
-        return parse_trades(batch)
+        return parse_trades(batch, latest_us=self._clock.now_us() + self._max_future_us)
 
     async def store_trades(self, trades: Sequence[Trade]) -> IngestResult:
         """Store already validated trades; publish the new ones, in ingest order.

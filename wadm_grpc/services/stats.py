@@ -33,12 +33,19 @@ class StatsService:
         self._cache = cache
 
     async def get_market_stats(
-        self, symbol: str, window: StatsWindow, exchanges: Sequence[str], render: Callable[[MarketStats], bytes]
+        self,
+        symbol: str,
+        window: StatsWindow | None,
+        exchanges: Sequence[str],
+        render: Callable[[MarketStats], bytes],
+        problems: Violations | None = None,
     ) -> bytes:
-        """render(one symbol's stats), cached; NotFoundError when the window holds no trades."""
-        problems = Violations()
+        """render(one symbol's stats), cached; NotFoundError when the window holds no trades. A None window
+        is a problem the converter recorded in `problems`."""
+        problems = problems or Violations()
         name, selected = check_market(symbol, exchanges, problems)
         problems.raise_if_any()
+        assert window is not None, "a bad window is among the problems"
 
         async def load() -> bytes:
             stats = (await self._compute([name], window, selected)).results[0][1]
@@ -53,12 +60,13 @@ class StatsService:
     async def get_multi_stats(
         self,
         symbols: Sequence[str],
-        window: StatsWindow,
+        window: StatsWindow | None,
         exchanges: Sequence[str],
         render: Callable[[MultiStats], bytes],
+        problems: Violations | None = None,
     ) -> bytes:
         """render(stats of 1 to 20 distinct symbols, duplicates answered once, in request order), cached."""
-        problems = Violations()
+        problems = problems or Violations()
         names: list[str] = []
         for index, raw in enumerate(symbols):
             name, problem = symbol_problem(raw)
@@ -72,8 +80,10 @@ class StatsService:
             problems.add("symbols", f"at most {MAX_SYMBOLS} distinct symbols per call, got {len(names)}")
         selected = check_exchanges(exchanges, problems)
         problems.raise_if_any()
+        assert window is not None, "a bad window is among the problems"
 
         async def load() -> bytes:
+            assert window is not None
             return render(await self._compute(names, window, selected))
 
         # Several symbols: the entry relies on its (short) TTL alone, not on each symbol's generation.

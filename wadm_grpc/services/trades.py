@@ -42,9 +42,9 @@ class TradeService:
         self._store = store
         self._tokens = tokens
 
-    async def list_trades(self, request: TradesRequest) -> TradePage:
-        """One page, newest first."""
-        problems = Violations()
+    async def list_trades(self, request: TradesRequest, problems: Violations | None = None) -> TradePage:
+        """One page, newest first. `problems`: what converting the request already found wrong."""
+        problems = problems or Violations()
         symbol, exchanges = check_market(request.symbol, request.exchanges, problems)
         size = request.page_size or DEFAULT_PAGE_SIZE
         if not 1 <= size <= MAX_PAGE_SIZE:

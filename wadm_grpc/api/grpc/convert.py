@@ -6,7 +6,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from wadm_grpc.domain.aggregate import Aggregate, Candle, SymbolSummary
 from wadm_grpc.domain.decimals import to_wire
-from wadm_grpc.domain.errors import InvalidArgumentError
+from wadm_grpc.domain.errors import Violations
 from wadm_grpc.domain.orderbook import Level
 from wadm_grpc.domain.stats import MarketStats, StatsWindow
 from wadm_grpc.domain.timeframe import Timeframe
@@ -16,6 +16,10 @@ from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.pb.wadm.market.v1 import trade_pb2
 
 NANOS_PER_MICRO = 1_000
+NANOS_PER_SECOND = 1_000_000_000
+# The range of google.protobuf.Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
 
 TIMEFRAMES: dict[md.Timeframe.ValueType, Timeframe] = {
     md.TIMEFRAME_1M: Timeframe.M1,
@@ -50,33 +54,50 @@ def micros(value: Timestamp) -> int:
     return value.seconds * 1_000_000 + value.nanos // NANOS_PER_MICRO
 
 
-def optional_micros(message: object, field: str) -> int | None:
-    """The Timestamp field `field` of `message` in microseconds, or None when unset."""
+def timestamp_problem(value: Timestamp) -> str | None:
+    """What makes `value` an invalid Timestamp (google/protobuf/timestamp.proto), or None."""
+    if not 0 <= value.nanos < NANOS_PER_SECOND:
+        return f"nanos must be 0 to 999,999,999, got {value.nanos}"
+    if not MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS:
+        return "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
+    return None
+
+
+def optional_micros(message: object, field: str, problems: Violations) -> int | None:
+    """The Timestamp field `field` of `message` in microseconds, or None when unset or invalid (then the
+    problem is in `problems`)."""
     assert hasattr(message, "HasField")
     if not message.HasField(field):
         return None
     value = getattr(message, field)
     assert isinstance(value, Timestamp)
+    problem = timestamp_problem(value)
+    if problem:
+        problems.add(field, problem)
+        return None
     return micros(value)
 
 
-def timeframe(value: md.Timeframe.ValueType, *, field: str = "timeframe") -> Timeframe:
-    """The domain timeframe of an enum value; INVALID_ARGUMENT for UNSPECIFIED or unknown numbers."""
+def timeframe(value: md.Timeframe.ValueType, problems: Violations, *, field: str = "timeframe") -> Timeframe | None:
+    """The domain timeframe of an enum value; UNSPECIFIED or unknown numbers go into `problems` (None)."""
     found = TIMEFRAMES.get(value)
     if found is None:
         if value == md.TIMEFRAME_UNSPECIFIED:
-            raise InvalidArgumentError.of(field, "is required (TIMEFRAME_1M ... TIMEFRAME_1W)")
-        raise InvalidArgumentError.of(field, f"unknown timeframe {value}; use TIMEFRAME_1M ... TIMEFRAME_1W")
+            problems.add(field, "is required (TIMEFRAME_1M ... TIMEFRAME_1W)")
+        else:
+            problems.add(field, f"unknown timeframe {value}; use TIMEFRAME_1M ... TIMEFRAME_1W")
     return found
 
 
-def stats_window(message: md.GetMarketStatsRequest | md.GetMultiStatsRequest) -> StatsWindow:
-    """The requested window: absent means 24h; UNSPECIFIED set explicitly, or unknown, is rejected."""
+def stats_window(
+    message: md.GetMarketStatsRequest | md.GetMultiStatsRequest, problems: Violations
+) -> StatsWindow | None:
+    """The requested window: absent means 24h; UNSPECIFIED set explicitly, or unknown, goes into `problems`."""
     if not message.HasField("window"):
         return StatsWindow.H24
     found = WINDOWS.get(message.window)
     if found is None:
-        raise InvalidArgumentError.of(
+        problems.add(
             "window", f"unknown window {message.window}; use STATS_WINDOW_1H/4H/24H/7D, or leave it out for 24h"
         )
     return found
@@ -87,7 +108,8 @@ def trade_input(message: trade_pb2.Trade) -> TradeInput:
     time_us: int | None = None
     problem: str | None = None
     if message.HasField("time"):
-        if message.time.nanos % NANOS_PER_MICRO:
+        problem = timestamp_problem(message.time)
+        if problem is None and message.time.nanos % NANOS_PER_MICRO:
             problem = "has sub-microsecond digits; times are kept to the microsecond"
         time_us = micros(message.time)
     return TradeInput(

@@ -41,16 +41,61 @@ def _retry_info(seconds: float) -> any_pb2.Any:
     return _packed(error_details_pb2.RetryInfo(retry_delay=delay))
 
 
+# Status message and details travel in trailing metadata, which clients cap (a C-core client refuses more
+# than 8-16 KB: "received metadata size exceeds hard limit"). Whatever was sent, the message is at most
+# 400 bytes (percent-encoded: 1.2 KB) and the details 3 KB (base64, with the message again: 4.6 KB).
+MAX_MESSAGE_BYTES = 400
+MAX_VIOLATIONS_BYTES = 3000
+MAX_LISTED_VIOLATIONS = 20
+MAX_FIELD_BYTES = 100
+MAX_DESCRIPTION_BYTES = 200
+
+
+def _cut(text: str, limit_bytes: int) -> str:
+    """`text`, cut to at most `limit_bytes` of UTF-8 (on a character boundary, marked with "...")."""
+    data = text.encode()
+    if len(data) <= limit_bytes:
+        return text
+    return data[: limit_bytes - 3].decode(errors="ignore") + "..."
+
+
+def _bad_request(error: InvalidArgumentError) -> status_pb2.Status:
+    bad = error_details_pb2.BadRequest()
+    for violation in error.violations[:MAX_LISTED_VIOLATIONS]:
+        listed = error_details_pb2.BadRequest.FieldViolation(
+            field=_cut(violation.field, MAX_FIELD_BYTES), description=_cut(violation.description, MAX_DESCRIPTION_BYTES)
+        )
+        if bad.ByteSize() + listed.ByteSize() > MAX_VIOLATIONS_BYTES:
+            break
+        bad.field_violations.append(listed)
+    message = str(error)
+    if len(bad.field_violations) < len(error.violations):
+        message = f"{len(error.violations)} problems, the first {len(bad.field_violations)} in the details: {message}"
+    return status_pb2.Status(
+        code=code_pb2.INVALID_ARGUMENT, message=_cut(message, MAX_MESSAGE_BYTES), details=[_packed(bad)]
+    )
+
+
 def status_of(error: Exception, *, rpc: str) -> status_pb2.Status:
     """The google.rpc.Status a caller sees for `error` (unexpected errors become INTERNAL + request id)."""
     if isinstance(error, InvalidArgumentError):
-        bad = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in error.violations
-            ]
-        )
-        return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[_packed(bad)])
+        return _bad_request(error)
+    status = _expected_status(error)
+    if status is not None:
+        status.message = _cut(status.message, MAX_MESSAGE_BYTES)
+        return status
+    request_id = uuid.uuid4().hex[:16]
+    log.error("unexpected error", extra={"rpc": rpc, "request_id": request_id}, exc_info=error)
+    info = error_details_pb2.RequestInfo(request_id=request_id)
+    return status_pb2.Status(
+        code=code_pb2.INTERNAL,
+        message=f"internal error (request id {request_id})",
+        details=[_packed(info)],
+    )
+
+
+def _expected_status(error: Exception) -> status_pb2.Status | None:
+    """The status of an error raised on purpose, or None for an unexpected one."""
     if isinstance(error, NotFoundError):
         return status_pb2.Status(code=code_pb2.NOT_FOUND, message=str(error))
     if isinstance(error, FailedPreconditionError):
@@ -63,14 +108,7 @@ def status_of(error: Exception, *, rpc: str) -> status_pb2.Status:
         )
     if isinstance(error, UnavailableError):
         return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=str(error), details=[_retry_info(1.0)])
-    request_id = uuid.uuid4().hex[:16]
-    log.error("unexpected error", extra={"rpc": rpc, "request_id": request_id}, exc_info=error)
-    info = error_details_pb2.RequestInfo(request_id=request_id)
-    return status_pb2.Status(
-        code=code_pb2.INTERNAL,
-        message=f"internal error (request id {request_id})",
-        details=[_packed(info)],
-    )
+    return None
 
 
 async def abort(context: Context, error: Exception, *, rpc: str) -> NoReturn:

@@ -9,6 +9,7 @@ from wadm_grpc.api.grpc.errors import Context, streaming, unary
 from wadm_grpc.api.grpc.stream_wire import TradeBatchEncoder
 from wadm_grpc.domain.aggregate import Candle
 from wadm_grpc.domain.decimals import to_wire
+from wadm_grpc.domain.errors import Violations
 from wadm_grpc.domain.stats import MarketStats
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.services.candles import CandleService, CandlesRequest
@@ -52,17 +53,19 @@ class MarketDataServicer:
                 symbol=symbol, timeframe=request.timeframe, candles=[convert.candle(c) for c in candles]
             ).SerializeToString()
 
+        problems = Violations()
         return await self._candles.get_candles(
             CandlesRequest(
                 symbol=request.symbol,
-                timeframe=convert.timeframe(request.timeframe),
+                timeframe=convert.timeframe(request.timeframe, problems),
                 exchanges=tuple(request.exchanges),
-                start_us=convert.optional_micros(request, "start_time"),
-                end_us=convert.optional_micros(request, "end_time"),
+                start_us=convert.optional_micros(request, "start_time", problems),
+                end_us=convert.optional_micros(request, "end_time", problems),
                 limit=request.limit if request.HasField("limit") else None,
                 fill_gaps=request.fill_gaps,
             ),
             render,
+            problems,
         )
 
     @unary
@@ -75,18 +78,20 @@ class MarketDataServicer:
         def render(stats: MarketStats) -> bytes:
             return md.GetMarketStatsResponse(stats=convert.market_stats(stats)).SerializeToString()
 
-        window = convert.stats_window(request)
-        return await self._stats.get_market_stats(request.symbol, window, request.exchanges, render)
+        problems = Violations()
+        window = convert.stats_window(request, problems)
+        return await self._stats.get_market_stats(request.symbol, window, request.exchanges, render, problems)
 
     @unary
     async def GetMultiStats(self, request: md.GetMultiStatsRequest, context: Context) -> bytes:
-        window = convert.stats_window(request)
+        problems = Violations()
+        window = convert.stats_window(request, problems)
 
         def render(multi: MultiStats) -> bytes:
             results = []
             for symbol, stats in multi.results:
                 if stats is None:
-                    reason = f"no trades in the last {window.label}"
+                    reason = f"no trades in the last {multi.window.label}"
                     results.append(md.SymbolStats(symbol=symbol, no_trades=md.NoTrades(reason=reason)))
                 else:
                     results.append(md.SymbolStats(symbol=symbol, stats=convert.market_stats(stats)))
@@ -96,7 +101,7 @@ class MarketDataServicer:
                 window_close_time=convert.timestamp(multi.window_close_us),
             ).SerializeToString()
 
-        return await self._stats.get_multi_stats(request.symbols, window, request.exchanges, render)
+        return await self._stats.get_multi_stats(request.symbols, window, request.exchanges, render, problems)
 
     @unary
     async def GetOrderbook(self, request: md.GetOrderbookRequest, context: Context) -> bytes:
@@ -121,15 +126,17 @@ class MarketDataServicer:
 
     @unary
     async def ListTrades(self, request: md.ListTradesRequest, context: Context) -> md.ListTradesResponse:
+        problems = Violations()
         page = await self._trades.list_trades(
             TradesRequest(
                 symbol=request.symbol,
                 exchanges=request.exchanges,
-                start_us=convert.optional_micros(request, "start_time"),
-                end_us=convert.optional_micros(request, "end_time"),
+                start_us=convert.optional_micros(request, "start_time", problems),
+                end_us=convert.optional_micros(request, "end_time", problems),
                 page_size=request.page_size,
                 page_token=request.page_token,
-            )
+            ),
+            problems,
         )
         return md.ListTradesResponse(
             trades=[convert.trade(t) for t in page.trades], next_page_token=page.next_page_token

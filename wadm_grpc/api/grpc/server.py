@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from wadm_grpc.api.grpc.admin import AdminServicer
 from wadm_grpc.api.grpc.ingest import TradeIngestServicer
+from wadm_grpc.api.grpc.malformed import MalformedRequestInterceptor
 from wadm_grpc.api.grpc.market_data import MarketDataServicer
 from wadm_grpc.api.grpc.stream_wire import serialize_response
 from wadm_grpc.pb.wadm.market.v1 import admin_service_pb2 as admin_pb
@@ -96,7 +97,9 @@ async def build_server(
     extra_options: list[tuple[str, int]] | None = None,
 ) -> GrpcServer:
     """Create, bind and start the server; `address` like "127.0.0.1:0" (port 0 picks a free one)."""
-    server = grpc.aio.server(options=CHANNEL_OPTIONS + (extra_options or []))
+    server = grpc.aio.server(
+        options=CHANNEL_OPTIONS + (extra_options or []), interceptors=[MalformedRequestInterceptor()]
+    )
     _add_market_data(market_data, server)
     ingest_grpc.add_TradeIngestServiceServicer_to_server(ingest, server)
     admin_grpc.add_AdminServiceServicer_to_server(admin, server)
