@@ -12,7 +12,6 @@ from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.domain.trade_input import TradeInput, parse_trades
 from wadm_grpc.feeds.binance_csv import read_trades, symbol_from_filename
 
-
 NOW = 1_723_161_300_000_000
 
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from wadm_grpc.api.grpc.admin import AdminServicer
+from wadm_grpc.api.grpc.health import HealthServicer
 from wadm_grpc.api.grpc.ingest import TradeIngestServicer
 from wadm_grpc.api.grpc.malformed import MalformedRequestInterceptor
 from wadm_grpc.api.grpc.market_data import MarketDataServicer
