@@ -6,25 +6,31 @@ import asyncio
 import json
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection_pb2 as rpb
 
 from tests.conftest import Running
-from tests.support import AFTER_DATA_US, MINUTE_US, STORE_KINDS
+from tests.support import AFTER_DATA_US, MINUTE_US, STORE_KINDS, StoreKind
 from wadm_client import make_trade
-
-# Reflection does not depend on the store: one kind is enough.
-pytestmark = pytest.mark.parametrize("store_kind", STORE_KINDS[:1])
+from wadm_grpc.api.grpc.reflection import ReflectionServicer
 
 ROOT = Path(__file__).resolve().parents[2]
 BUF = ROOT / ".build" / "node_modules" / ".bin" / "buf"
 REFLECTION_SERVICES = ("grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection")
 MARKET_FILE = "wadm/market/v1/market_data_service.proto"
+
+
+@pytest.fixture
+def store_kind() -> StoreKind:
+    """Reflection does not depend on the store: the embedded one is enough."""
+    kind: StoreKind = STORE_KINDS[0].values[0]
+    return kind
 
 
 async def reflect(
@@ -208,3 +214,32 @@ async def test_buf_curl_calls_get_candles_through_reflection_v1(served: Running,
         "61790.10",
         "1.5",
     )
+
+
+class BrokenPool:
+    """A pool whose symbol lookup fails unexpectedly (as a descriptor it cannot render would)."""
+
+    def __init__(self, pool: descriptor_pool.DescriptorPool) -> None:
+        self._pool = pool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def FindFileContainingSymbol(self, name: str) -> Any:
+        if name == "wadm.market.v1.Broken":
+            raise RuntimeError("cannot render")
+        return self._pool.FindFileContainingSymbol(name)
+
+
+async def test_an_unexpected_failure_answers_internal_and_the_stream_goes_on() -> None:
+    servicer = ReflectionServicer(BrokenPool(descriptor_pool.Default()), ["wadm.market.v1.MarketDataService"])  # type: ignore[arg-type]
+
+    async def requests() -> AsyncIterator[rpb.ServerReflectionRequest]:
+        yield symbol("wadm.market.v1.Broken")
+        yield symbol("wadm.market.v1.Candle")
+
+    broken, fine = [r async for r in servicer.ServerReflectionInfo(requests(), None)]  # type: ignore[arg-type]
+
+    assert broken.error_response.error_code == grpc.StatusCode.INTERNAL.value[0]
+    assert broken.original_request.file_containing_symbol == "wadm.market.v1.Broken"
+    assert files_of(fine)[0].name == MARKET_FILE

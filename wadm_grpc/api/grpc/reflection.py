@@ -67,8 +67,9 @@ def _ensure_v1_descriptor(pool: descriptor_pool.DescriptorPool) -> None:
 class ReflectionServicer:
     """Answers ServerReflectionInfo streams from a descriptor pool.
 
-    Beyond grpcio-reflection: methods and grpcurl-style enum values (`pkg.Enum.VALUE`) resolve (upb's
-    FindFileContainingSymbol knows neither, grpc/grpc#34743); a file already sent on a stream is not
+    Beyond grpcio-reflection: methods resolve (upb's FindFileContainingSymbol misses them,
+    grpc/grpc#34743), and so do enum values named after their enum as grpcurl 1.8 names them
+    (`pkg.Enum.VALUE`; protobuf's own `pkg.VALUE` upb resolves); a file already sent on a stream is not
     sent again as a dependency (the protocol allows it; grpc-go does the same); a request that cannot
     be answered gets an error response and the stream goes on."""
 
@@ -174,10 +175,11 @@ class ReflectionServicer:
             chosen.append(dependency)
             names.add(dependency.name)
             pending.extend(dependency.dependencies)
-        sent_files.update(names)
-        return rpb.ServerReflectionResponse(
+        response = rpb.ServerReflectionResponse(
             file_descriptor_response=rpb.FileDescriptorResponse(file_descriptor_proto=[self._bytes(f) for f in chosen])
         )
+        sent_files.update(names)  # only once they are on their way
+        return response
 
     def _bytes(self, file: FileDescriptor) -> bytes:
         serialized = self._serialized.get(file.name)
