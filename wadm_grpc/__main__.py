@@ -25,7 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("files", nargs="+", help="CSV files (id,price,qty,quote_qty,time,is_buyer_maker)")
     imp.add_argument("--exchange", required=True, help="exchange the trades are from, e.g. binance")
     imp.add_argument("--symbol", help="symbol (default: from the file name, e.g. BTCUSDT-trades-....csv)")
-    imp.add_argument("--target", default="127.0.0.1:50051", help="server to publish to (default %(default)s)")
+    imp.add_argument(
+        "--target", help="server to publish to (default: WADM_HOST:WADM_PORT, a wildcard host meaning loopback)"
+    )
     imp.add_argument(
         "--direct", action="store_true", help="write into WADM_STORE directly instead (server not running)"
     )

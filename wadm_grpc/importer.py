@@ -14,11 +14,28 @@ from wadm_grpc.domain.names import normalize_symbol
 from wadm_grpc.domain.trade_input import MAX_TIME_US, TradeInput, parse_trades
 from wadm_grpc.feeds.binance_csv import read_trades, symbol_from_filename
 
+# Listening on every interface is served on loopback too: that is where a local import connects.
+_WILDCARD_HOSTS = {"", "0.0.0.0", "::", "[::]"}
+
+
+def default_target(settings: Settings) -> str:
+    """host:port of the server these settings describe (a nonzero port), as a client on this machine reaches it."""
+    host = settings.host
+    if host in _WILDCARD_HOSTS:
+        host = "::1" if ":" in host else "127.0.0.1"
+    host = host.strip("[]")
+    return f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"
+
 
 async def run_import(
-    settings: Settings, *, files: list[str], exchange: str, symbol: str | None, target: str, direct: bool
+    settings: Settings, *, files: list[str], exchange: str, symbol: str | None, target: str | None, direct: bool
 ) -> int:
-    """Import each file; print what happened; exit status 0 when every file loaded."""
+    """Import each file; print what happened; exit status 0 when every file loaded.
+
+    Without `target`, publishes to the server WADM_HOST/WADM_PORT describe."""
+    if target is None and not direct and settings.port == 0:
+        print("error: WADM_PORT=0 names no server to publish to; pass --target host:port", file=sys.stderr)
+        return 2
     status = 0
     for name in files:
         path = Path(name)
@@ -32,7 +49,8 @@ async def run_import(
             if direct:
                 accepted, duplicates = await _direct(settings, path, exchange, file_symbol)
             else:
-                accepted, duplicates = await publish_file(target, path, exchange, file_symbol)
+                destination = target or default_target(settings)
+                accepted, duplicates = await publish_file(destination, path, exchange, file_symbol)
         except InvalidArgumentError as error:
             print(f"{path}: rejected: {error}", file=sys.stderr)
             status = 1

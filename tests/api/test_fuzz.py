@@ -204,14 +204,26 @@ def _values(field: pb_descriptor.FieldDescriptor, depth: int) -> st.SearchStrate
     raise AssertionError(f"no strategy for {field.full_name}")
 
 
-def _served_methods() -> list[pb_descriptor.MethodDescriptor]:
+def _served_methods() -> list[tuple[str, pb_descriptor.MethodDescriptor]]:
+    """(path, descriptor) of every method served; reflection v1 is v1alpha's protocol under another name."""
     files = (md.DESCRIPTOR, ingest_pb.DESCRIPTOR, admin_pb.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
-    return [method for file in files for service in file.services_by_name.values() for method in service.methods]
+    found = [
+        (f"/{service.full_name}/{method.name}", method)
+        for file in files
+        for service in file.services_by_name.values()
+        for method in service.methods
+    ]
+    v1alpha = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"].methods[0]
+    return [*found, ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", v1alpha)]
 
 
-def call(channel: grpc.Channel, method: pb_descriptor.MethodDescriptor, requests: list[bytes]) -> grpc.StatusCode:
+METHODS = _served_methods()
+
+
+def call(
+    channel: grpc.Channel, path: str, method: pb_descriptor.MethodDescriptor, requests: list[bytes]
+) -> grpc.StatusCode:
     """Send the request bytes; the status the call ended with (OK included)."""
-    path = f"/{method.containing_service.full_name}/{method.name}"
     timeout = STREAM_TIMEOUT_SECONDS if method.server_streaming else UNARY_TIMEOUT_SECONDS
     try:
         if method.client_streaming and method.server_streaming:
@@ -235,27 +247,27 @@ def call(channel: grpc.Channel, method: pb_descriptor.MethodDescriptor, requests
     return code
 
 
-@pytest.mark.parametrize("method", _served_methods(), ids=lambda m: m.name)
+@pytest.mark.parametrize(("path", "method"), METHODS, ids=[path for path, _ in METHODS])
 def test_well_typed_hostile_requests_get_a_clear_status(
-    channel: grpc.Channel, server_log: ServerLog, method: pb_descriptor.MethodDescriptor
+    channel: grpc.Channel, server_log: ServerLog, path: str, method: pb_descriptor.MethodDescriptor
 ) -> None:
     count = st.integers(1, 3) if method.client_streaming else st.just(1)
 
     @FUZZ
     @given(requests=count.flatmap(lambda n: st.lists(messages(method.input_type), min_size=n, max_size=n)))
     def fuzz(requests: list[Message]) -> None:
-        call(channel, method, [request.SerializeToString() for request in requests])
+        call(channel, path, method, [request.SerializeToString() for request in requests])
 
     fuzz()
 
 
-@pytest.mark.parametrize("method", _served_methods(), ids=lambda m: m.name)
+@pytest.mark.parametrize(("path", "method"), METHODS, ids=[path for path, _ in METHODS])
 def test_raw_request_bytes_get_a_clear_status(
-    channel: grpc.Channel, server_log: ServerLog, method: pb_descriptor.MethodDescriptor
+    channel: grpc.Channel, server_log: ServerLog, path: str, method: pb_descriptor.MethodDescriptor
 ) -> None:
     @FUZZ
     @given(requests=st.lists(st.binary(max_size=300), min_size=1, max_size=3 if method.client_streaming else 1))
     def fuzz(requests: list[bytes]) -> None:
-        call(channel, method, requests)
+        call(channel, path, method, requests)
 
     fuzz()

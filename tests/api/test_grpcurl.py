@@ -31,16 +31,30 @@ async def test_grpcurl_lists_and_describes_every_service(served: Running) -> Non
     described = await grpcurl("-plaintext", served.target, "describe", "wadm.market.v1.MarketDataService")
     message = await grpcurl("-plaintext", served.target, "describe", "wadm.market.v1.Candle")
 
-    assert set(listed) >= {
+    assert listed == [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "wadm.market.v1.AdminService",
         "wadm.market.v1.MarketDataService",
         "wadm.market.v1.TradeIngestService",
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1alpha.ServerReflection",
-    }
+    ]
     for rpc in ("GetCandles", "ListSymbols", "GetMarketStats", "GetMultiStats", "GetOrderbook", "ListTrades"):
         assert f"rpc {rpc} (" in described
     assert "rpc StreamTrades ( .wadm.market.v1.StreamTradesRequest ) returns ( stream" in described
     assert "string quote_volume = 8;" in message
+
+
+async def test_grpcurl_describes_a_method_and_an_enum_value(served: Running) -> None:
+    method = await grpcurl("-plaintext", served.target, "describe", "wadm.market.v1.MarketDataService.GetCandles")
+    # grpcurl 1.8 (jhump/protoreflect) names an enum value after its enum, not beside it as protobuf does.
+    value = await grpcurl("-plaintext", served.target, "describe", "wadm.market.v1.Timeframe.TIMEFRAME_1M")
+
+    assert "wadm.market.v1.MarketDataService.GetCandles is a method:" in method
+    assert "rpc GetCandles ( .wadm.market.v1.GetCandlesRequest ) returns ( .wadm.market.v1.GetCandlesResponse )" in (
+        method
+    )
+    assert value.splitlines() == ["wadm.market.v1.Timeframe.TIMEFRAME_1M is an enum value:", "TIMEFRAME_1M = 1;"]
 
 
 async def test_grpcurl_gets_candles(served: Running) -> None:

@@ -166,6 +166,9 @@ def _methods() -> list[tuple[str, bool, bool, bytes]]:
                 if first is not None and first.type == first.TYPE_STRING:
                     malformed.append(b"\x0a\x02\xff\xfe")  # field 1, a string that is not UTF-8
                 found += [(path, method.client_streaming, method.server_streaming, data) for data in malformed]
+                if service.full_name == "grpc.reflection.v1alpha.ServerReflection":  # v1: the same protocol
+                    v1 = path.replace("v1alpha", "v1")
+                    found += [(v1, method.client_streaming, method.server_streaming, data) for data in malformed]
     return found
 
 

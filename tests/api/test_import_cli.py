@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tests.conftest import Running
 from tests.support import UM_TRADES, read_kline_rows
+from wadm_grpc.config import Settings
+from wadm_grpc.importer import default_target
 
 
 async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -62,3 +64,49 @@ async def test_a_bad_row_is_reported_and_nothing_of_its_batch_is_sent(served: Ru
     assert code == 1
     assert "trades[0].side" in err
     assert (await served.client.list_symbols()).symbols == []
+
+
+def first_trades(directory: Path, count: int) -> Path:
+    """The first `count` trades of the real file, with its header, under a name that says BTCUSDT."""
+    source = directory / "BTCUSDT-trades-first.csv"
+    source.write_text("\n".join(UM_TRADES.read_text().splitlines()[: count + 1]) + "\n")
+    return source
+
+
+async def test_without_target_import_publishes_to_the_server_wadm_host_and_port_name(
+    served: Running, tmp_path: Path
+) -> None:
+    assert served.server.port != Settings().port
+    env = {"WADM_HOST": "0.0.0.0", "WADM_PORT": str(served.server.port)}  # listening everywhere: reached on loopback
+
+    code, out, err = await run_cli("import", "--exchange", "binance", str(first_trades(tmp_path, 100)), env=env)
+
+    assert code == 0, err
+    assert "BTCUSDT on binance: 100 accepted, 0 duplicates" in out
+    assert [s.symbol for s in (await served.client.list_symbols()).symbols] == ["BTCUSDT"]
+
+
+async def test_an_explicit_target_wins_over_wadm_port(served: Running) -> None:
+    env = {"WADM_PORT": "1"}  # nothing listens there
+
+    code, out, err = await run_cli(
+        "import", "--exchange", "binance", "--target", served.target, str(UM_TRADES), env=env
+    )
+
+    assert code == 0, err
+    assert "21313 accepted" in out
+
+
+async def test_without_target_a_port_picked_at_start_is_refused_with_a_hint() -> None:
+    code, _, err = await run_cli("import", "--exchange", "binance", str(UM_TRADES), env={"WADM_PORT": "0"})
+
+    assert code == 2
+    assert "pass --target" in err
+
+
+def test_default_target_maps_wildcard_hosts_to_loopback() -> None:
+    assert default_target(Settings(host="0.0.0.0", port=7000)) == "127.0.0.1:7000"
+    assert default_target(Settings(host="::", port=7000)) == "[::1]:7000"
+    assert default_target(Settings(host="10.1.2.3", port=7000)) == "10.1.2.3:7000"
+    assert default_target(Settings(host="fd00::5", port=7000)) == "[fd00::5]:7000"
+    assert default_target(Settings(host="[fd00::5]", port=7000)) == "[fd00::5]:7000"

@@ -8,13 +8,13 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from wadm_grpc.api.grpc.admin import AdminServicer
 from wadm_grpc.api.grpc.health import HealthServicer
 from wadm_grpc.api.grpc.ingest import TradeIngestServicer
 from wadm_grpc.api.grpc.malformed import MalformedRequestInterceptor
 from wadm_grpc.api.grpc.market_data import MarketDataServicer
+from wadm_grpc.api.grpc.reflection import add_reflection
 from wadm_grpc.api.grpc.stream_wire import serialize_response
 from wadm_grpc.pb.wadm.market.v1 import admin_service_pb2 as admin_pb
 from wadm_grpc.pb.wadm.market.v1 import admin_service_pb2_grpc as admin_grpc
@@ -105,7 +105,7 @@ async def build_server(
     admin_grpc.add_AdminServiceServicer_to_server(admin, server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection((*SERVICES, HEALTH, reflection.SERVICE_NAME), server)
+    add_reflection(server, (*SERVICES, HEALTH))
     port = server.add_insecure_port(address)
     await server.start()
     for name in ("", *SERVICES):

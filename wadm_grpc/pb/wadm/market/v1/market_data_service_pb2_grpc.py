@@ -88,9 +88,10 @@ class MarketDataServiceServicer:
         """GetCandles returns OHLCV candles aggregated from trades (Binance kline semantics).
 
         Buckets are aligned to the UTC epoch; weeks start Monday 00:00 UTC. With no bounds it returns
-        the most recent `limit` candles; with `start_time` only, the oldest `limit` from there; with
-        `end_time` only (or both), the newest `limit` up to `end_time`. A bound selects candles whose
-        open time lies within it. Empty buckets are omitted unless `fill_gaps` is set.
+        the most recent `limit` candles; with `start_time` (and `end_time` too, within both), the
+        oldest `limit` from `start_time`; with `end_time` only, the newest `limit` up to `end_time`.
+        A bound selects candles whose open time lies within it. Empty buckets are omitted unless
+        `fill_gaps` is set.
 
         Errors:
         - INVALID_ARGUMENT: empty or malformed symbol, TIMEFRAME_UNSPECIFIED or an unknown timeframe,
