@@ -59,7 +59,11 @@ buf-lint: $(BUF) $(GOOGLE_API)/annotations.proto ## buf lint protos/
 	cd protos && ../$(BUF) lint
 
 breaking: $(BUF) $(GOOGLE_API)/annotations.proto ## buf breaking against main (AGAINST=ref to override)
-	cd protos && ../$(BUF) breaking --against "../.git#ref=$${AGAINST:-main},subdir=protos"
+	@# The ref's protos/ lacks the git-ignored google/api imports: compare against an export with them added.
+	against=$$(mktemp -d); trap 'rm -rf "$$against"' EXIT; \
+	git archive "$${AGAINST:-main}" protos | tar -x -C "$$against"; \
+	mkdir -p "$$against/$(GOOGLE_API)" && cp $(GOOGLE_API)/*.proto "$$against/$(GOOGLE_API)/"; \
+	cd protos && ../$(BUF) breaking --against "$$against/protos"
 
 lint: $(INSTALLED) buf-lint check-protos ## ruff, ruff format --check, mypy --strict, buf lint, generated-code freshness
 	$(BIN)/ruff check .
