@@ -9,6 +9,7 @@ Runs on mongomock (always) and on the real server at MONGODB_URI (make test-mong
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -24,6 +25,7 @@ from wadm_grpc.domain.timeframe import DAY_US, HOUR_US, MINUTE_US, Timeframe
 from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.domain.trade_input import TradeInput, parse_trade
 from wadm_grpc.ports import CandleQuery
+from wadm_grpc.stores.mongo import rebuild
 from wadm_grpc.stores.mongo.documents import DecimalPrecisionError, computed_decimal
 
 T0 = 1_700_000_040_000_000  # 2023-11-14T22:14:00Z, a minute start mid-week
@@ -144,6 +146,43 @@ async def test_rollups_of_the_old_format_are_rebuilt_at_start(mongo: Harness) ->
     mark = len(mongo.log)
     await mongo.store.start()  # up to date: one look at the format marker, no rebuild
     assert [c.name for c in mongo.sent_since(mark) if c.name not in ("createIndexes",)] == ["find", "find", "aggregate"]
+
+
+async def test_an_interrupted_rebuild_resumes_where_it_stopped(
+    mongo: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    trades = boundary_trades(seed=33, count=600)
+    await mongo.store.insert_trades(trades)
+    names = mongo.store._commands.names
+    rollups, state = mongo.database[names.rollups], mongo.database[names.state]
+    documents = await rollups.find({}).to_list(None)
+    await rollups.delete_many({})
+    await rollups.insert_many([old_format(d) for d in documents])
+    await state.delete_many({"_id": f"{names.trades}:rollup_format"})
+    mongo.store._scan_batch = 200
+    real_scan = rebuild.scan_and_refresh
+
+    async def crash_after_one_batch(db: Any, since: Any, batch: int, save: Any) -> Any:
+        async def save_then_crash(last_id: Any) -> None:
+            await save(last_id)
+            raise ConnectionError("the process died")
+
+        return await real_scan(db, since, batch, save_then_crash)
+
+    monkeypatch.setattr(rebuild, "scan_and_refresh", crash_after_one_batch)
+    with pytest.raises(ConnectionError):
+        await mongo.store.start()
+    monkeypatch.undo()
+    caplog.set_level(logging.WARNING, logger="wadm_grpc.stores.mongo")
+
+    await mongo.store.start()
+
+    assert "rollups rebuilt from 400 trades" in caplog.messages  # the 200 of the first batch are not read again
+    assert not await rollups.find({"volume": {"$exists": True}}).to_list(None)
+    for timeframe in (Timeframe.M1, Timeframe.D1):
+        got = await mongo.store.candles(candle_query(timeframe))
+        want = buckets(trades, timeframe.bucket_start)
+        assert [(s, exact(a)) for s, a in got] == [(s, exact(a)) for s, a in want.items()], timeframe
 
 
 def test_the_emulator_rounds_sums_as_a_server_does() -> None:
