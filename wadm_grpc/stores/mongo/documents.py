@@ -85,7 +85,7 @@ def computed_decimal(value: object, scale: int) -> Decimal:
 
 
 def exact_sum(row: Mapping[str, Any], name: str, scale: int) -> Decimal:
-    """The sum `name` of a bucket row, joined exactly from its limbs (pipelines.SUMS), at `scale` decimals."""
+    """The sum `name` of a bucket row, joined exactly from its limbs (rows.SUMS), at `scale` decimals."""
     integer_part = computed_decimal(row[f"{name}_int"], 0)
     fraction_part = computed_decimal(row[f"{name}_frac"], scale)
     return with_scale(EXACT.add(integer_part, fraction_part), scale)
@@ -140,7 +140,7 @@ def trade_of(document: Mapping[str, Any], symbol: str) -> Trade:
 
 
 def aggregate_of(row: Mapping[str, Any]) -> Aggregate:
-    """An Aggregate from a grouped bucket row (pipelines.ROW_ACCUMULATORS), written at its trades' precision."""
+    """An Aggregate from a grouped bucket row (rows.ROW_ACCUMULATORS), written at its trades' precision."""
     price, quantity, quote = int(row["price_scale"]), int(row["quantity_scale"]), int(row["quote_scale"])
     first, last = row["first"], row["last"]
     return Aggregate(

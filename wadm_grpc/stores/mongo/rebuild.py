@@ -1,6 +1,6 @@
 """Rollups written in an older document format are rebuilt from the trades at start.
 
-Format 2 keeps every sum as two exact limbs (pipelines.SUMS). Format 1 (the store's first version, which wrote
+Format 2 keeps every sum as two exact limbs (rows.SUMS). Format 1 (the store's first version, which wrote
 no format marker) kept one Decimal128 per sum, which a server rounds once it needs more than 34 digits, so
 its documents cannot be trusted: they are deleted and every bucket is recomputed from the trades, batch by
 batch in `_id` order, exactly as the watermark pass does. The state document
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from wadm_grpc.stores.mongo import pipelines
+from wadm_grpc.stores.mongo import rows
 from wadm_grpc.stores.mongo.commands import Commands
 from wadm_grpc.stores.mongo.rollups import RefreshReport, scan_and_refresh
 
@@ -43,7 +43,7 @@ async def rebuild_old_rollups(db: Commands, batch: int) -> RefreshReport | None:
         await db.update_one("state", key, {"$set": {"version": ROLLUP_FORMAT}})
         return None
     await db.update_one("state", key, {"$set": {"version": ROLLUP_FORMAT, "rebuilding": True}})
-    deleted = await db.delete_many("rollups", pipelines.OLD_FORMAT_ROLLUP)
+    deleted = await db.delete_many("rollups", rows.OLD_FORMAT_ROLLUP)
     log.warning(
         "rebuilding the rollups in format %s from the trades (%s old documents deleted)", ROLLUP_FORMAT, deleted
     )
