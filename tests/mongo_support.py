@@ -4,9 +4,11 @@ mongomock is synchronous and imitates pymongo's blocking API, so a thin async ad
 AsyncMongoClient/AsyncCollection methods the store calls. Where mongomock lacks something MongoDB certainly
 does, this module emulates the server's documented behaviour (each shim is listed in docs/mongo.md):
 
-1. Decimal128 as a number: MongoDB compares, sums, multiplies and truncates Decimal128 values numerically
-   (34-digit IEEE 754 decimal arithmetic, half-even); mongomock cannot order or multiply them. Values are
-   wrapped in `NumericDecimal128` (still a Decimal128) as they enter mongomock.
+1. Decimal128 as a number: MongoDB compares, sums, subtracts, multiplies, truncates and floors Decimal128
+   values numerically; mongomock cannot order or multiply them. Values are wrapped in `NumericDecimal128`
+   (still a Decimal128) as they enter mongomock, and every result is rounded exactly as a server rounds it
+   (IEEE 754-2008 decimal128: 34 significant digits, half-even, exponents clamped to [-6176, 6111]), never
+   computed with Python's wider precision: the emulator fails wherever a server would round.
 2. $min/$max accumulators compare with BSON order (embedded documents field by field), as MongoDB does;
    mongomock uses Python's `min`/`max`, which cannot compare dicts.
 3. $toDecimal of a double rounds to 15 significant digits (MongoDB's Decimal128(double)); mongomock
@@ -45,8 +47,9 @@ from wadm_grpc.stores.mongo import MongoTradeStore
 
 MONGODB_URI = os.environ.get("MONGODB_URI", "")
 NO_SERVER = "MONGODB_URI is not set: no real MongoDB server to run the Mongo store against (make test-mongo)"
-_DECIMAL128 = decimal.Context(
-    prec=34, rounding=decimal.ROUND_HALF_EVEN, Emax=6144, Emin=-6143, traps=[decimal.InvalidOperation]
+# IEEE 754-2008 decimal128, as MongoDB computes: inexact results are rounded silently, never trapped.
+DECIMAL128_ARITHMETIC = decimal.Context(
+    prec=34, rounding=decimal.ROUND_HALF_EVEN, Emax=6144, Emin=-6143, clamp=1, traps=[decimal.InvalidOperation]
 )
 
 
@@ -109,7 +112,7 @@ class NumericDecimal128(Decimal128):
         value = self._other(other)
         if value is None:
             return NotImplemented
-        return NumericDecimal128(_DECIMAL128.add(self._value(), value))
+        return NumericDecimal128(DECIMAL128_ARITHMETIC.add(self._value(), value))
 
     __radd__ = __add__
 
@@ -117,7 +120,7 @@ class NumericDecimal128(Decimal128):
         value = self._other(other)
         if value is None:
             return NotImplemented
-        return NumericDecimal128(_DECIMAL128.multiply(self._value(), value))
+        return NumericDecimal128(DECIMAL128_ARITHMETIC.multiply(self._value(), value))
 
     __rmul__ = __mul__
 
@@ -125,10 +128,20 @@ class NumericDecimal128(Decimal128):
         value = self._other(other)
         if value is None:
             return NotImplemented
-        return NumericDecimal128(_DECIMAL128.subtract(self._value(), value))
+        return NumericDecimal128(DECIMAL128_ARITHMETIC.subtract(self._value(), value))
+
+    def __rsub__(self, other: object) -> NumericDecimal128:
+        value = self._other(other)
+        if value is None:
+            return NotImplemented
+        return NumericDecimal128(DECIMAL128_ARITHMETIC.subtract(value, self._value()))
 
     def __trunc__(self) -> NumericDecimal128:
         return NumericDecimal128(self._value().to_integral_value(rounding=decimal.ROUND_DOWN))
+
+    def __floor__(self) -> NumericDecimal128:
+        # Without it, mongomock's $floor (math.floor) would go through float and lose digits.
+        return NumericDecimal128(self._value().to_integral_value(rounding=decimal.ROUND_FLOOR))
 
     def __float__(self) -> float:
         return float(self._value())
@@ -171,7 +184,7 @@ def _sum(values: list[Any]) -> Any:
         return sum(numbers_only)
     total = Decimal(0)
     for value in numbers_only:
-        total = _DECIMAL128.add(total, NumericDecimal128._other(value))
+        total = DECIMAL128_ARITHMETIC.add(total, NumericDecimal128._other(value))
     return NumericDecimal128(total)
 
 
@@ -344,6 +357,10 @@ class AsyncMongomockCollection:
     async def find_one(self, query: Any) -> Any:
         self._sent("find")
         return self.sync.find_one(numeric(query))
+
+    async def delete_many(self, query: Any) -> Any:
+        self._sent("delete")
+        return self.sync.delete_many(numeric(query))
 
     async def update_one(self, query: Any, update: Any, upsert: bool = False) -> None:
         self._sent("update")

@@ -110,6 +110,12 @@ class Commands:
         self.round_trips += 1
         return await self._collection("trades").watch(pipeline, resume_after=resume_after)
 
+    async def delete_many(self, role: Role, query: Document) -> int:
+        """Delete every document matching `query`; how many were deleted."""
+        self.round_trips += 1
+        result = await self._collection(role).delete_many(query)
+        return int(result.deleted_count)
+
     async def update_one(self, role: Role, query: Document, update: Document) -> None:
         """Apply `update` to the document matching `query`, creating it if needed."""
         self.round_trips += 1

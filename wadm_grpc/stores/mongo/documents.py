@@ -11,7 +11,7 @@ from typing import Any
 from bson import Decimal128
 
 from wadm_grpc.domain.aggregate import Aggregate
-from wadm_grpc.domain.decimals import scale_of, with_scale
+from wadm_grpc.domain.decimals import EXACT, scale_of, with_scale
 from wadm_grpc.domain.errors import Violations
 from wadm_grpc.domain.trade import Side, Trade
 
@@ -23,7 +23,7 @@ _ONE = Decimal(1)
 
 
 class DecimalPrecisionError(ArithmeticError):
-    """A server-side decimal result has all 34 digits of a Decimal128 in use, so it may have been rounded."""
+    """A server-side decimal result may have been rounded to the 34 digits of a Decimal128."""
 
 
 def datetime_of_us(time_us: int) -> datetime:
@@ -67,18 +67,28 @@ def decimal_of(value: object) -> Decimal:
     raise TypeError(f"not a number: {value!r}")
 
 
-def computed_decimal(value: object) -> Decimal:
-    """A decimal the server computed (a sum): refused if it needs all 34 digits of a Decimal128.
+def computed_decimal(value: object, scale: int) -> Decimal:
+    """A decimal the server computed (a sum of values with at most `scale` decimals), refused if it may have
+    been rounded.
 
-    MongoDB rounds decimal arithmetic to 34 significant digits. Dropping trailing zeros (doubles convert with
-    15 digits, "61800.3000000000") is harmless; a result whose 34th digit is not zero may have been rounded.
+    MongoDB rounds a decimal result that needs more than 34 significant digits, to 34 digits: a rounded result
+    has a 34-digit coefficient (its last digits may well be zeros). Its exponent tells what was dropped: at or
+    below -scale, only digits past the `scale`-th decimal, which are zeros in the true sum (doubles convert
+    with 15 digits, "61800.3000000000", and may round this way harmlessly); above, digits that count.
     """
     number = decimal_of(value)
-    digits = number.as_tuple().digits
-    significant = len("".join(map(str, digits)).rstrip("0"))
-    if significant >= DECIMAL128_DIGITS:
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int), "finite decimals only"
+    if len(digits) >= DECIMAL128_DIGITS and exponent > -scale:
         raise DecimalPrecisionError(f"{number} may have been rounded to {DECIMAL128_DIGITS} digits by MongoDB")
     return number
+
+
+def exact_sum(row: Mapping[str, Any], name: str, scale: int) -> Decimal:
+    """The sum `name` of a bucket row, joined exactly from its limbs (rows.SUMS), at `scale` decimals."""
+    integer_part = computed_decimal(row[f"{name}_int"], 0)
+    fraction_part = computed_decimal(row[f"{name}_frac"], scale)
+    return with_scale(EXACT.add(integer_part, fraction_part), scale)
 
 
 def trade_documents(trades: Sequence[Trade]) -> list[Document]:
@@ -130,7 +140,7 @@ def trade_of(document: Mapping[str, Any], symbol: str) -> Trade:
 
 
 def aggregate_of(row: Mapping[str, Any]) -> Aggregate:
-    """An Aggregate from a grouped bucket row (pipelines.ROW_ACCUMULATORS), written at its trades' precision."""
+    """An Aggregate from a grouped bucket row (rows.ROW_ACCUMULATORS), written at its trades' precision."""
     price, quantity, quote = int(row["price_scale"]), int(row["quantity_scale"]), int(row["quote_scale"])
     first, last = row["first"], row["last"]
     return Aggregate(
@@ -138,11 +148,11 @@ def aggregate_of(row: Mapping[str, Any]) -> Aggregate:
         high=with_scale(decimal_of(row["high"]), price),
         low=with_scale(decimal_of(row["low"]), price),
         close=with_scale(decimal_of(last["p"]), price),
-        volume=with_scale(computed_decimal(row["volume"]), quantity),
-        quote_volume=with_scale(computed_decimal(row["quote"]), quote),
+        volume=exact_sum(row, "volume", quantity),
+        quote_volume=exact_sum(row, "quote", quote),
         trade_count=int(row["count"]),
-        buy_volume=with_scale(computed_decimal(row["buy_volume"]), quantity),
-        buy_quote_volume=with_scale(computed_decimal(row["buy_quote"]), quote),
+        buy_volume=exact_sum(row, "buy_volume", quantity),
+        buy_quote_volume=exact_sum(row, "buy_quote", quote),
         first_trade_us=int(first["t"]),
         last_trade_us=int(last["t"]),
     )

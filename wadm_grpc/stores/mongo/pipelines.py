@@ -1,39 +1,26 @@
 """Every aggregation pipeline the Mongo store runs, as plain functions of their parameters.
 
-Rollup documents (and grouped trades) share one "bucket row" shape:
-
-    {symbol, exchange, bucket, first: KEY, last: KEY, high, low, volume, quote, count, buy_volume, buy_quote,
-     price_scale, quantity_scale, quote_scale}    with KEY = {t: time us, e: exchange, l: id length, i: id, p: price}
-
-TRADE_ACCUMULATORS groups trade documents into rows (1m rollups, window edges); ROW_ACCUMULATORS groups rows
-into coarser rows (1h from 1m, 1d from 1h, candles, window stats), so every aggregate is computed the same
-way. Open and close are the $min/$max of KEY: embedded documents compare field by field, which is the trade
-order (time, exchange, numeric-aware id). Only MongoDB 6 operators that mongomock also runs, or that
-tests/mongo_support.py emulates as the server documents them (docs/mongo.md), are used: no $merge,
-$dateTrunc, $setWindowFields, $toLong of dates.
+Trades and rollup documents are grouped into "bucket rows" (rows.py). Only MongoDB 6 operators that mongomock
+also runs, or that tests/mongo_support.py emulates as the server documents them (docs/mongo.md), are used: no
+$merge, $dateTrunc, $setWindowFields, $toLong of dates.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from wadm_grpc.domain.decimals import MAX_SCALE
 from wadm_grpc.domain.timeframe import MINUTE_US, Rollup
-from wadm_grpc.stores.mongo.documents import EPOCH, Document, datetime_of_us
+from wadm_grpc.stores.mongo.documents import Document, datetime_of_us
+from wadm_grpc.stores.mongo.rows import (
+    ROW_ACCUMULATORS,
+    TIME_US,
+    TRADE_ACCUMULATORS,
+    TRADE_ID,
+    TRADE_ID_LENGTH,
+    Expression,
+)
 
 Pipeline = list[Document]
-Expression = Any
-
-# -- per-trade expressions (collector documents lack the fields this store adds) -----------------------------
-
-# Collector documents only have the millisecond BSON date.
-TIME_US: Expression = {"$ifNull": ["$time_us", {"$multiply": [{"$subtract": ["$timestamp", EPOCH]}, 1_000]}]}
-# Doubles become 15-significant-digit decimals, exact for any price written from a decimal of <= 15 digits.
-PRICE: Expression = {"$toDecimal": "$price"}
-QUANTITY: Expression = {"$toDecimal": "$quantity"}
-TRADE_ID: Expression = {"$toString": "$trade_id"}
-TRADE_ID_LENGTH: Expression = {"$strLenCP": TRADE_ID}
 
 
 def _bucket(value: Expression, size: int, offset: int = 0) -> Expression:
@@ -46,54 +33,6 @@ def _bucket(value: Expression, size: int, offset: int = 0) -> Expression:
     return {"$subtract": [value, {"$mod": [shifted, size]}]}
 
 
-def _scale(decimal: Expression) -> Expression:
-    """Digits after the point of a decimal value: how many of x, 10x, 100x... are not integers."""
-    terms = []
-    for power in range(MAX_SCALE):
-        shifted = {"$multiply": [decimal, 10**power]}
-        terms.append({"$cond": [{"$ne": [{"$trunc": shifted}, shifted]}, 1, 0]})
-    return {"$add": terms}
-
-
-QUOTE: Expression = {"$ifNull": ["$quote", {"$multiply": [PRICE, QUANTITY]}]}
-IS_BUY: Expression = {"$eq": ["$side", "buy"]}
-# Our documents carry the scale as written ("61800.30" -> 2); otherwise the value's own.
-PRICE_SCALE: Expression = {"$ifNull": ["$price_scale", _scale(PRICE)]}
-QUANTITY_SCALE: Expression = {"$ifNull": ["$quantity_scale", _scale(QUANTITY)]}
-# A trade's place in the order of trades, with its price: the open is the least, the close the greatest.
-TRADE_KEY: Expression = {"t": TIME_US, "e": "$exchange", "l": TRADE_ID_LENGTH, "i": TRADE_ID, "p": PRICE}
-
-# The aggregation of bucket rows (rollup documents)...
-ROW_ACCUMULATORS: Document = {
-    "first": {"$min": "$first"},
-    "last": {"$max": "$last"},
-    "high": {"$max": "$high"},
-    "low": {"$min": "$low"},
-    "volume": {"$sum": "$volume"},
-    "quote": {"$sum": "$quote"},
-    "count": {"$sum": "$count"},
-    "buy_volume": {"$sum": "$buy_volume"},
-    "buy_quote": {"$sum": "$buy_quote"},
-    "price_scale": {"$max": "$price_scale"},
-    "quantity_scale": {"$max": "$quantity_scale"},
-    "quote_scale": {"$max": "$quote_scale"},
-}
-# ...and the same aggregation straight from trade documents.
-TRADE_ACCUMULATORS: Document = {
-    "first": {"$min": TRADE_KEY},
-    "last": {"$max": TRADE_KEY},
-    "high": {"$max": PRICE},
-    "low": {"$min": PRICE},
-    "volume": {"$sum": QUANTITY},
-    "quote": {"$sum": QUOTE},
-    "count": {"$sum": 1},
-    "buy_volume": {"$sum": {"$cond": [IS_BUY, QUANTITY, 0]}},
-    "buy_quote": {"$sum": {"$cond": [IS_BUY, QUOTE, 0]}},
-    "price_scale": {"$max": PRICE_SCALE},
-    "quantity_scale": {"$max": QUANTITY_SCALE},
-    "quote_scale": {"$max": {"$add": [PRICE_SCALE, QUANTITY_SCALE]}},
-}
-ROW_FIELDS = tuple(ROW_ACCUMULATORS)
 _BY_MARKET_BUCKET = {"symbol": "$symbol", "exchange": "$exchange", "bucket": "$bucket"}
 _BY_MARKET = {"symbol": "$symbol", "exchange": "$exchange"}
 

@@ -23,7 +23,7 @@ from pymongo import ReplaceOne
 
 from wadm_grpc.domain.timeframe import Rollup
 from wadm_grpc.domain.trade import Trade
-from wadm_grpc.stores.mongo import pipelines
+from wadm_grpc.stores.mongo import pipelines, rows
 from wadm_grpc.stores.mongo.commands import Commands
 from wadm_grpc.stores.mongo.documents import Document
 from wadm_grpc.stores.mongo.pipelines import Range
@@ -80,7 +80,7 @@ def _rollup_document(tier: Rollup, row: Document) -> tuple[BucketKey, Document]:
     key = row["_id"]
     bucket = int(key["bucket"])  # mongomock's $mod yields floats; MongoDB's longs
     document = {"tier": tier.label, "symbol": key["symbol"], "exchange": key["exchange"], "bucket": bucket}
-    document.update((name, row[name]) for name in pipelines.ROW_FIELDS)
+    document.update((name, row[name]) for name in rows.ROW_FIELDS)
     return (key["symbol"], key["exchange"], bucket), document
 
 

@@ -22,6 +22,7 @@ from wadm_grpc.ports import CandleQuery, TradeQuery
 from wadm_grpc.stores.mongo import live, reads
 from wadm_grpc.stores.mongo.commands import CollectionNames, Commands
 from wadm_grpc.stores.mongo.documents import Document, trade_documents
+from wadm_grpc.stores.mongo.rebuild import rebuild_old_rollups
 from wadm_grpc.stores.mongo.rollups import RefreshReport, minute_keys, refresh_buckets, rescan_from, scan_and_refresh
 
 log = logging.getLogger("wadm_grpc.stores.mongo")
@@ -73,9 +74,12 @@ class MongoTradeStore:
         return self._commands.round_trips
 
     async def start(self) -> None:
-        """Create the indexes (idempotent), roll up what collectors inserted since the last run, and start the
-        periodic refresh. Raises if the trades collection already holds duplicate (exchange, symbol, trade_id)."""
+        """Create the indexes (idempotent), rebuild rollups of an older format (rebuild.py), roll up what
+        collectors inserted since the last run, and start the periodic refresh. Raises if the trades collection
+        already holds duplicate (exchange, symbol, trade_id)."""
         await self._commands.create_indexes()
+        async with self._rollup_lock:
+            await rebuild_old_rollups(self._commands, self._scan_batch)
         await self.refresh_rollups()
         if self._refresh_interval is not None and self._refresher is None:
             self._refresher = asyncio.create_task(self._refresh_forever(self._refresh_interval))
