@@ -78,8 +78,11 @@ SCHEMA_DDL = "CREATE TABLE IF NOT EXISTS wadm_schema (version INTEGER NOT NULL)"
 REPLACED_TABLES = ("rollup_1m", "rollup_1h", "rollup_1d", "markets", "rollups")
 
 
+LIMBS = ("whole", "fraction")
+
+
 def _limbs(name: str) -> str:
-    return f"{name}_whole, {name}_fraction"
+    return ", ".join(f"{name}_{limb}" for limb in LIMBS)
 
 
 BUCKET_COLUMNS = (
@@ -101,7 +104,6 @@ def _buys_only(name: str) -> str:
     return ", ".join(f"CASE WHEN is_buy THEN {name}_{limb} ELSE 0 END AS buy_{name}_{limb}" for limb in LIMBS)
 
 
-LIMBS = ("whole", "fraction")
 # Trades seen as one-trade buckets (each value split into limbs once: statement planning, not execution,
 # is most of a read's cost, so the fewer expressions the better).
 TRADES_AS_BUCKETS = f"""
@@ -155,7 +157,7 @@ def fixed(column: str, scale: str) -> str:
 def fixed_sum(name: str, scale: str) -> str:
     """The normalised limbs of `name` as text with exactly `scale` decimals (the dropped decimals are
     zeros, as in `fixed`)."""
-    fraction = f"lpad(CAST({name}_fraction AS VARCHAR), 18, '0')"
+    fraction = f"lpad(CAST({name}_fraction AS VARCHAR), {MAX_SCALE}, '0')"
     whole = f"CAST({name}_whole AS VARCHAR)"
     return f"CASE WHEN {scale} = 0 THEN {whole} ELSE {whole} || '.' || left({fraction}, {scale}) END"
 
