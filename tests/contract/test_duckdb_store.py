@@ -1,8 +1,10 @@
-"""DuckDB-only behaviour: persistence across restarts, full rollup rebuilds, off-loop queries."""
+"""DuckDB-only behaviour: persistence across restarts, full rollup rebuilds, off-loop queries, sums
+beyond what DECIMAL(38, 18) can add, migrations."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -10,12 +12,12 @@ from pathlib import Path
 import duckdb
 
 from tests.contract.test_trade_store import T0, as_exact, query
-from tests.reference import buckets
+from tests.reference import aggregate, buckets, exact
 from tests.support import make_trades
-from wadm_grpc.domain.errors import FailedPreconditionError
-from wadm_grpc.domain.timeframe import Timeframe
+from wadm_grpc.domain.timeframe import DAY_US, HOUR_US, MINUTE_US, Timeframe
 from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.stores.duckdb import DuckDBTradeStore
+from wadm_grpc.stores.duckdb.batches import trades_table
 
 
 async def test_data_survives_a_restart(tmp_path: Path) -> None:
@@ -114,16 +116,129 @@ async def test_an_older_layout_is_migrated_and_its_rollups_rebuilt(tmp_path: Pat
 
 async def test_one_bad_batch_fails_alone_in_a_shared_transaction(tmp_path: Path) -> None:
     store = DuckDBTradeStore(tmp_path / "t.duckdb")
-    huge = [
-        Trade("x", "HUGEUSD", str(i), Decimal("1"), Decimal("99999999999999999999"), Side.BUY, T0 + i) for i in range(2)
-    ]
+    # A quote of 10^21 does not fit DECIMAL(38, 18) (the API refuses such trades before they get here).
+    huge = [Trade("x", "HUGEUSD", str(i), Decimal(10**10), Decimal(10**11), Side.BUY, T0 + i) for i in range(2)]
     fine = make_trades(seed=16, count=50, start_us=T0, spacing_us=1_000_000)
     try:
         results = await asyncio.gather(store.insert_trades(huge), store.insert_trades(fine), return_exceptions=True)
 
-        assert isinstance(results[0], FailedPreconditionError)
-        assert "HUGEUSD on x" in str(results[0])
+        assert isinstance(results[0], Exception)
         assert results[1] == fine  # the other caller's batch was stored anyway
         assert [s.symbol for s in await store.symbols(())] == ["BTCUSDT"]  # nothing of the bad batch
     finally:
         await store.close()
+
+
+# Trade values at the domain's bounds (below 10^16, at most 18 decimals, price and quantity at most 18
+# together). BIG ones: 10,000 of them sum past 10^20, where a DECIMAL(38, 18) sum overflows.
+BIG = (("1", "9999999999999999.99"), ("9999999999999999", "1"), ("99999999.99999999", "99999999.9999999"))
+TINY = (("1", "0.000000000000000001"), ("0.000000000000000001", "1"), ("0.999999999999999999", "1"))
+MINUTE = T0 - T0 % MINUTE_US
+
+
+def trades_at_the_bounds(*, seed: int) -> list[Trade]:
+    """Seeded: 10,500 BIG trades on exchange exa, 1,000 mixed ones each on exb and exc, all in one minute."""
+    rng = random.Random(seed)
+    trades = []
+    for exchange, count, values in (("exa", 10_500, BIG), ("exb", 1_000, BIG + TINY), ("exc", 1_000, BIG + TINY)):
+        for index in range(count):
+            price, quantity = rng.choice(values)
+            side = rng.choice((Side.BUY, Side.SELL))
+            time_us = MINUTE + rng.randrange(MINUTE_US)
+            trades.append(Trade(exchange, "CROSSUSDT", str(index), Decimal(price), Decimal(quantity), side, time_us))
+    rng.shuffle(trades)
+    return trades
+
+
+async def assert_every_read_is_exact(store: DuckDBTradeStore, trades: list[Trade], other: list[Trade]) -> None:
+    """Candles of every stored tier, window stats (rollups and raw edges), symbols: as the reference."""
+    for timeframe in (Timeframe.M1, Timeframe.H1, Timeframe.D1, Timeframe.W1):
+        got = await store.candles(query(timeframe, symbol="CROSSUSDT"))
+        assert as_exact(got) == as_exact(list(buckets(trades, timeframe.bucket_start).items())), timeframe  # type: ignore[arg-type]
+        only_exa = await store.candles(query(timeframe, symbol="CROSSUSDT", exchanges=("exa",)))
+        expected_exa = buckets([t for t in trades if t.exchange == "exa"], timeframe.bucket_start)
+        assert as_exact(only_exa) == as_exact(list(expected_exa.items())), timeframe  # type: ignore[arg-type]
+    windows = (
+        (MINUTE - 2 * DAY_US + 1, MINUTE + 2 * DAY_US + 5 * HOUR_US - 1),  # days, hours, minutes, raw edges
+        (MINUTE + 20_000_001, MINUTE + 40_000_000),  # inside the minute: raw trades only
+    )
+    for start, end in windows:
+        stats = await store.window_stats(["CROSSUSDT", "BTCUSDT"], (), start, end)
+        for symbol, mine in (("CROSSUSDT", trades), ("BTCUSDT", other)):
+            inside = [t for t in mine if start <= t.time_us <= end]
+            assert exact(stats[symbol].ohlcv) == exact(aggregate(inside)), (symbol, start, end)
+    summaries = {s.symbol: s for s in await store.symbols(())}
+    assert summaries["CROSSUSDT"].trade_count == len(trades)
+    assert summaries["CROSSUSDT"].exchanges == ("exa", "exb", "exc")
+    assert str(summaries["CROSSUSDT"].last_price) == str(aggregate(trades).close)
+
+
+async def test_sums_past_what_decimal_can_add_stay_exact_in_every_tier_and_read(tmp_path: Path) -> None:
+    trades = trades_at_the_bounds(seed=18)
+    other = make_trades(seed=19, count=30, start_us=MINUTE, spacing_us=1_999_999)
+    assert aggregate([t for t in trades if t.exchange == "exa"]).quote_volume > 10**20  # one market alone
+    store = DuckDBTradeStore(tmp_path / "t.duckdb")
+    try:
+        for start in range(0, len(trades), 2_500):  # later batches merge into stored buckets
+            assert await store.insert_trades(trades[start : start + 2_500]) == trades[start : start + 2_500]
+        await store.insert_trades(other)
+
+        await assert_every_read_is_exact(store, trades, other)
+
+        # The market's whole history (the "all" tier) is past 10^20, and trades keep being accepted.
+        later = Trade(
+            "exa", "CROSSUSDT", "later", Decimal("1"), Decimal("9999999999999999.99"), Side.BUY, MINUTE + DAY_US
+        )
+        assert await store.insert_trades([later]) == [later]
+        await assert_every_read_is_exact(store, [*trades, later], other)
+
+        await store.rebuild_rollups()  # the SQL path from the trades table
+        await assert_every_read_is_exact(store, [*trades, later], other)
+    finally:
+        await store.close()
+
+
+# Version 2's tables, as that version created them (sums as DECIMAL(38, 18)).
+V2_DDL = (
+    """CREATE TABLE trades (
+    exchange VARCHAR NOT NULL, symbol VARCHAR NOT NULL, trade_id VARCHAR NOT NULL, time_us BIGINT NOT NULL,
+    price DECIMAL(38, 18) NOT NULL, quantity DECIMAL(38, 18) NOT NULL, quote DECIMAL(38, 18) NOT NULL,
+    price_scale UTINYINT NOT NULL, quantity_scale UTINYINT NOT NULL, is_buy BOOLEAN NOT NULL,
+    PRIMARY KEY (exchange, symbol, trade_id))""",
+    """CREATE TABLE rollups (
+    tier VARCHAR NOT NULL, symbol VARCHAR NOT NULL, exchange VARCHAR NOT NULL, bucket BIGINT NOT NULL,
+    open DECIMAL(38, 18) NOT NULL, open_us BIGINT NOT NULL, open_id VARCHAR NOT NULL,
+    high DECIMAL(38, 18) NOT NULL, low DECIMAL(38, 18) NOT NULL,
+    close DECIMAL(38, 18) NOT NULL, close_us BIGINT NOT NULL, close_id VARCHAR NOT NULL,
+    volume DECIMAL(38, 18) NOT NULL, quote DECIMAL(38, 18) NOT NULL, trade_count BIGINT NOT NULL,
+    buy_volume DECIMAL(38, 18) NOT NULL, buy_quote DECIMAL(38, 18) NOT NULL,
+    price_scale UTINYINT NOT NULL, quantity_scale UTINYINT NOT NULL, quote_scale UTINYINT NOT NULL,
+    PRIMARY KEY (tier, symbol, exchange, bucket))""",
+    "CREATE TABLE wadm_schema (version INTEGER NOT NULL)",
+)
+
+
+async def test_a_version_2_file_is_migrated_and_its_rollups_rebuilt_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "v2.duckdb"
+    trades = trades_at_the_bounds(seed=20)
+    other = make_trades(seed=21, count=30, start_us=MINUTE, spacing_us=1_999_999)
+    with duckdb.connect(str(path)) as connection:
+        for ddl in V2_DDL:
+            connection.execute(ddl)
+        connection.execute("INSERT INTO wadm_schema VALUES (2)")
+        connection.register("old_trades", trades_table([*trades, *other]))
+        connection.execute("INSERT INTO trades SELECT * FROM old_trades")
+        # A stale version-2 rollup row: the migration must not keep it.
+        stale = "'1m', 'CROSSUSDT', 'exa', ?, 1, ?, '0', 1, 1, 1, ?, '0', 1, 1, 1, 1, 1, 0, 0, 0"
+        connection.execute(f"INSERT INTO rollups VALUES ({stale})", [MINUTE, MINUTE, MINUTE])
+
+    migrated = DuckDBTradeStore(path)
+    try:
+        await assert_every_read_is_exact(migrated, trades, other)
+        later = Trade("exb", "CROSSUSDT", "later", Decimal("9999999999999999"), Decimal("1"), Side.SELL, MINUTE + 1)
+        assert await migrated.insert_trades([later]) == [later]
+        await assert_every_read_is_exact(migrated, [*trades, later], other)
+    finally:
+        await migrated.close()
+    with duckdb.connect(str(path), read_only=True) as connection:
+        assert connection.execute("SELECT version FROM wadm_schema").fetchall() == [(3,)]

@@ -6,6 +6,9 @@ take the max. Only trades that were really inserted (duplicates already dropped)
 stays idempotent, and a late trade simply merges into the old bucket it belongs to. This costs a few
 small statements per batch, independent of how much history is stored; `rebuild_rollups` recomputes
 everything from the trades with SQL when a full pass is wanted.
+
+Sums are Decimals here (EXACT context: never rounded, no bound that trades can reach) and whole/fraction
+limbs in the table (see sql.py), so no total, however large, is ever refused.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import pyarrow as pa
 
-from wadm_grpc.domain.decimals import EXACT, MAX_INTEGER_DIGITS, scale_of
-from wadm_grpc.domain.errors import FailedPreconditionError
+from wadm_grpc.domain.decimals import EXACT, MAX_SCALE, scale_of
 from wadm_grpc.domain.timeframe import Rollup
 from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.stores.duckdb import sql
@@ -26,12 +29,21 @@ from wadm_grpc.stores.duckdb.batches import ARROW_DECIMAL
 from wadm_grpc.stores.duckdb.reads import Cursor
 
 _ZERO = Decimal(0)
-_LIMIT = Decimal(10) ** MAX_INTEGER_DIGITS  # DECIMAL(38, 18) holds 20 digits before the point
 BucketKey = tuple[str, str, str, int]  # tier, symbol, exchange, bucket start
 
 
 def _order(time_us: int, trade_id: str) -> tuple[int, int, str]:
     return (time_us, len(trade_id), trade_id)
+
+
+def to_limbs(value: Decimal) -> tuple[int, int]:
+    """A non-negative sum (at most MAX_SCALE decimals) as (whole, fraction in units of 10^-MAX_SCALE)."""
+    return divmod(int(value.scaleb(MAX_SCALE, context=EXACT)), sql.FRACTION_UNITS)
+
+
+def from_limbs(whole: int, fraction: int) -> Decimal:
+    """The exact sum that `to_limbs` split."""
+    return EXACT.add(Decimal(whole), Decimal(fraction).scaleb(-MAX_SCALE, context=EXACT))
 
 
 @dataclass(slots=True)
@@ -79,6 +91,15 @@ class Bucket:
             quote_scale=price_scale + quantity_scale,
         )
 
+    @classmethod
+    def of_row(cls, values: Sequence[Any]) -> Bucket:
+        """A bucket from a stored row's value columns (after the key columns), sums as limbs."""
+        columns = iter(values)
+        fields: list[Any] = [
+            from_limbs(next(columns), next(columns)) if name in sql.SUMS else next(columns) for name in _FIELDS
+        ]
+        return cls(*fields)
+
     def merge(self, other: Bucket) -> None:
         """Fold `other` (trades of the same bucket not counted yet) into this one."""
         if _order(other.open_us, other.open_id) < _order(self.open_us, self.open_id):
@@ -99,6 +120,7 @@ class Bucket:
 
 
 _FIELDS = list(Bucket.__dataclass_fields__)
+assert set(sql.SUMS) <= set(_FIELDS)
 # (tier label, size of its buckets in microseconds; 0 for the one-row-per-market tier).
 _TIERS = (*((tier.label, tier.micros) for tier in Rollup), (sql.MARKET_TIER, 0))
 
@@ -131,11 +153,20 @@ def _table(buckets: dict[BucketKey, Bucket] | None, keys: Iterable[BucketKey]) -
     if buckets is not None:
         rows = [buckets[key] for key in keys]
         for name in _FIELDS:
-            columns[name] = pa.array([getattr(row, name) for row in rows], _TYPES.get(name, pa.string()))
+            values = [getattr(row, name) for row in rows]
+            if name in sql.SUMS:
+                limbs = [to_limbs(value) for value in values]
+                columns[f"{name}_whole"] = pa.array([whole for whole, _ in limbs], _ARROW_WHOLE)
+                columns[f"{name}_fraction"] = pa.array([fraction for _, fraction in limbs], pa.int64())
+            else:
+                columns[name] = pa.array(values, _TYPES.get(name, pa.string()))
     return pa.table(columns)
 
 
-_TYPES = dict.fromkeys("open high low close volume quote buy_volume buy_quote".split(), ARROW_DECIMAL)
+# Arrow has no 128-bit integer; DuckDB casts these to HUGEINT on insert (both hold every whole limb
+# below 10^38).
+_ARROW_WHOLE = pa.decimal128(38, 0)
+_TYPES = dict.fromkeys("open high low close".split(), ARROW_DECIMAL)
 _TYPES.update({name: pa.int64() for name in ("open_us", "close_us", "trade_count")})
 _TYPES.update({name: pa.uint8() for name in ("price_scale", "quantity_scale", "quote_scale")})
 
@@ -154,15 +185,11 @@ def merge_into_rollups(cursor: Cursor, new: Sequence[Trade]) -> None:
     cursor.unregister("delta_keys")
     for tier, symbol, exchange, start, *values in stored:
         key = (tier, symbol, exchange, start)
-        merged = Bucket(*values)
+        merged = Bucket.of_row(values)
         merged.merge(deltas[key])
         deltas[key] = merged
-    for (tier, symbol, exchange, _), bucket in deltas.items():
-        if max(bucket.volume, bucket.quote) >= _LIMIT:
-            raise FailedPreconditionError(
-                f"{symbol} on {exchange}: the {tier} total volume would exceed the embedded store's exact "
-                f"range ({MAX_INTEGER_DIGITS} digits before the point); this batch was not stored"
-            )
-    cursor.register("merged", _table(deltas, deltas))
-    cursor.execute("INSERT OR REPLACE INTO rollups SELECT * FROM merged")
+    table = _table(deltas, deltas)
+    names = ", ".join(table.column_names)  # named: the Arrow table and the table need not agree on order
+    cursor.register("merged", table)
+    cursor.execute(f"INSERT OR REPLACE INTO rollups ({names}) SELECT {names} FROM merged")
     cursor.unregister("merged")

@@ -5,14 +5,25 @@ id of the opening and closing trade, volumes, count, precisions), so one aggrega
 rebuilds, candles and window stats alike. All tiers live in ONE table, `rollups`, keyed by tier: ingest
 then touches every tier with one read and one write. The tier "all" holds one row per market (symbol,
 exchange) covering its whole history: ListSymbols and the time bounds of a market come from there.
+
+Sums never overflow: a DECIMAL(38, 18) sum fails at 10^20, reached by 10,000 trades of 10^16, so every
+summed value (volume, quote, buy_volume, buy_quote) is kept as two integer limbs, `<name>_whole` (HUGEINT,
+the part before the point) and `<name>_fraction` (BIGINT, the 18 decimals as an integer below 10^18).
+Integer sums are exact and cheap (cheaper than DECIMAL sums); AGGREGATES carries whole fractions over, so
+every bucket row is normalised. HUGEINT holds 1.7 x 10^38: about 10^22 trades at the largest value.
 """
 
 from __future__ import annotations
 
+from wadm_grpc.domain.decimals import MAX_SCALE
 from wadm_grpc.domain.timeframe import Rollup
 
 DECIMAL = "DECIMAL(38, 18)"
-SCHEMA_VERSION = 2
+# 3: sums as whole/fraction limbs (2 had DECIMAL(38, 18) sums, which overflowed).
+SCHEMA_VERSION = 3
+# Summed values, each stored as limbs; FRACTION_UNITS fraction units make one whole unit.
+SUMS = ("volume", "quote", "buy_volume", "buy_quote")
+FRACTION_UNITS: int = 10**MAX_SCALE
 # The per-market tier: one row per (symbol, exchange), bucket 0.
 MARKET_TIER = "all"
 TIERS = (*(tier.label for tier in Rollup), MARKET_TIER)
@@ -46,11 +57,15 @@ CREATE TABLE IF NOT EXISTS rollups (
     close {DECIMAL} NOT NULL,
     close_us BIGINT NOT NULL,
     close_id VARCHAR NOT NULL,
-    volume {DECIMAL} NOT NULL,
-    quote {DECIMAL} NOT NULL,
+    volume_whole HUGEINT NOT NULL,
+    volume_fraction BIGINT NOT NULL,
+    quote_whole HUGEINT NOT NULL,
+    quote_fraction BIGINT NOT NULL,
     trade_count BIGINT NOT NULL,
-    buy_volume {DECIMAL} NOT NULL,
-    buy_quote {DECIMAL} NOT NULL,
+    buy_volume_whole HUGEINT NOT NULL,
+    buy_volume_fraction BIGINT NOT NULL,
+    buy_quote_whole HUGEINT NOT NULL,
+    buy_quote_fraction BIGINT NOT NULL,
     price_scale UTINYINT NOT NULL,
     quantity_scale UTINYINT NOT NULL,
     quote_scale UTINYINT NOT NULL,
@@ -58,36 +73,73 @@ CREATE TABLE IF NOT EXISTS rollups (
 )"""
 
 SCHEMA_DDL = "CREATE TABLE IF NOT EXISTS wadm_schema (version INTEGER NOT NULL)"
-# Tables of schema version 1 (one table per tier, a separate markets table).
-LEGACY_TABLES = ("rollup_1m", "rollup_1h", "rollup_1d", "markets")
+# Tables replaced by a migration: version 1's (one table per tier, a separate markets table), and the
+# rollups themselves (rebuilt from the trades in the current layout).
+REPLACED_TABLES = ("rollup_1m", "rollup_1h", "rollup_1d", "markets", "rollups")
+
+
+LIMBS = ("whole", "fraction")
+
+
+def _limbs(name: str) -> str:
+    return ", ".join(f"{name}_{limb}" for limb in LIMBS)
+
 
 BUCKET_COLUMNS = (
     "symbol, exchange, bucket, open, open_us, open_id, high, low, close, close_us, close_id, "
-    "volume, quote, trade_count, buy_volume, buy_quote, price_scale, quantity_scale, quote_scale"
+    f"{_limbs('volume')}, {_limbs('quote')}, trade_count, {_limbs('buy_volume')}, {_limbs('buy_quote')}, "
+    "price_scale, quantity_scale, quote_scale"
 )
 
-# Trades seen as one-trade buckets.
-TRADES_AS_BUCKETS = """
+
+def _trade_limbs(value: str, name: str) -> str:
+    """A trade's DECIMAL(38, 18) `value` as the limbs `name`_whole, `name`_fraction (values are
+    positive: trunc() keeps the part before the point)."""
+    whole = f"CAST(trunc({value}) AS HUGEINT)"
+    fraction = f"CAST(({value} - trunc({value})) * {FRACTION_UNITS} AS BIGINT)"
+    return f"{whole} AS {name}_whole, {fraction} AS {name}_fraction"
+
+
+def _buys_only(name: str) -> str:
+    return ", ".join(f"CASE WHEN is_buy THEN {name}_{limb} ELSE 0 END AS buy_{name}_{limb}" for limb in LIMBS)
+
+
+# Trades seen as one-trade buckets (each value split into limbs once: statement planning, not execution,
+# is most of a read's cost, so the fewer expressions the better).
+TRADES_AS_BUCKETS = f"""
 SELECT symbol, exchange, time_us AS bucket,
        price AS open, time_us AS open_us, trade_id AS open_id, price AS high, price AS low,
        price AS close, time_us AS close_us, trade_id AS close_id,
-       quantity AS volume, quote, 1 AS trade_count,
-       CASE WHEN is_buy THEN quantity ELSE 0 END AS buy_volume,
-       CASE WHEN is_buy THEN quote ELSE 0 END AS buy_quote,
+       {_limbs("volume")}, {_limbs("quote")}, 1 AS trade_count, {_buys_only("volume")}, {_buys_only("quote")},
        price_scale, quantity_scale, price_scale + quantity_scale AS quote_scale
-FROM trades"""
+FROM (
+    SELECT symbol, exchange, time_us, trade_id, price, is_buy, price_scale, quantity_scale,
+           {_trade_limbs("quantity", "volume")}, {_trade_limbs("quote", "quote")}
+    FROM trades
+)"""
 
 # Trades order by (time, exchange, trade id), numeric ids numerically: shorter ids first.
 _OPEN_KEY = "(open_us, exchange, length(open_id), open_id)"
 _CLOSE_KEY = "(close_us, exchange, length(close_id), close_id)"
 
-# The canonical aggregation of bucket rows (exact: DECIMAL sums, arg_min/arg_max by trade order).
+
+def _sum_limbs(name: str) -> str:
+    """Sum of the limbs `name`_whole/`name`_fraction, normalised: whole fraction units carried over."""
+    fractions = f"sum({name}_fraction)"
+    return (
+        f"sum({name}_whole) + {fractions} // {FRACTION_UNITS} AS {name}_whole, "
+        f"{fractions} % {FRACTION_UNITS} AS {name}_fraction"
+    )
+
+
+# The canonical aggregation of bucket rows (exact: integer sums, arg_min/arg_max by trade order), in the
+# column order of `rollups`.
 AGGREGATES = f"""
 arg_min(open, {_OPEN_KEY}) AS open, min(open_us) AS open_us, arg_min(open_id, {_OPEN_KEY}) AS open_id,
 max(high) AS high, min(low) AS low,
 arg_max(close, {_CLOSE_KEY}) AS close, max(close_us) AS close_us, arg_max(close_id, {_CLOSE_KEY}) AS close_id,
-sum(volume) AS volume, sum(quote) AS quote, sum(trade_count) AS trade_count,
-sum(buy_volume) AS buy_volume, sum(buy_quote) AS buy_quote,
+{_sum_limbs("volume")}, {_sum_limbs("quote")}, sum(trade_count) AS trade_count,
+{_sum_limbs("buy_volume")}, {_sum_limbs("buy_quote")},
 max(price_scale) AS price_scale, max(quantity_scale) AS quantity_scale, max(quote_scale) AS quote_scale"""
 
 
@@ -102,13 +154,21 @@ def fixed(column: str, scale: str) -> str:
     return f"CASE WHEN {scale} = 0 THEN split_part({text}, '.', 1) ELSE left({text}, length({text}) - 18 + {scale}) END"
 
 
+def fixed_sum(name: str, scale: str) -> str:
+    """The normalised limbs of `name` as text with exactly `scale` decimals (the dropped decimals are
+    zeros, as in `fixed`)."""
+    fraction = f"lpad(CAST({name}_fraction AS VARCHAR), {MAX_SCALE}, '0')"
+    whole = f"CAST({name}_whole AS VARCHAR)"
+    return f"CASE WHEN {scale} = 0 THEN {whole} ELSE {whole} || '.' || left({fraction}, {scale}) END"
+
+
 # AGGREGATES' results as read into Python: decimals as text at their trades' precision.
 AGGREGATE_TEXT = ", ".join(
     [
         *(fixed(name, "price_scale") for name in ("open", "high", "low", "close")),
-        *(fixed(name, scale) for name, scale in (("volume", "quantity_scale"), ("quote", "quote_scale"))),
+        *(fixed_sum(name, scale) for name, scale in (("volume", "quantity_scale"), ("quote", "quote_scale"))),
         "trade_count",
-        *(fixed(name, scale) for name, scale in (("buy_volume", "quantity_scale"), ("buy_quote", "quote_scale"))),
+        *(fixed_sum(name, scale) for name, scale in (("buy_volume", "quantity_scale"), ("buy_quote", "quote_scale"))),
         "open_us",
         "close_us",
     ]

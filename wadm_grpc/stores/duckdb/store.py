@@ -55,14 +55,16 @@ class DuckDBTradeStore:
                 self._migrate(cursor)
 
     def _migrate(self, cursor: Cursor) -> None:
-        """Create the tables; an older layout is replaced and its rollups rebuilt from the trades."""
-        for ddl in (sql.TRADES_DDL, sql.ROLLUPS_DDL, sql.SCHEMA_DDL):
+        """Create the tables; an older layout's rollups are replaced, rebuilt from the trades (whose
+        layout has not changed since version 1)."""
+        for ddl in (sql.TRADES_DDL, sql.SCHEMA_DDL):
             cursor.execute(ddl)
         row = cursor.execute("SELECT max(version) FROM wadm_schema").fetchone()
         if row is not None and row[0] == sql.SCHEMA_VERSION:
             return
-        for table in sql.LEGACY_TABLES:
+        for table in sql.REPLACED_TABLES:
             cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        cursor.execute(sql.ROLLUPS_DDL)
         self._rebuild(cursor)
         cursor.execute("DELETE FROM wadm_schema")
         cursor.execute("INSERT INTO wadm_schema VALUES (?)", [sql.SCHEMA_VERSION])
