@@ -15,6 +15,7 @@ from wadm_grpc.api.grpc.admin import AdminServicer
 from wadm_grpc.api.grpc.ingest import TradeIngestServicer
 from wadm_grpc.api.grpc.market_data import MarketDataServicer
 from wadm_grpc.api.grpc.server import GrpcServer, build_server
+from wadm_grpc.api.http.server import HttpServer, loopback_target, start_http
 from wadm_grpc.bus.memory import InProcessTradeBus
 from wadm_grpc.bus.redis import RedisTradeBus
 from wadm_grpc.cache.memory import MemoryCache
@@ -209,15 +210,31 @@ def start_demo_feed(app: App) -> DemoFeed:
     return feed
 
 
+async def start_gateway(settings: Settings, grpc_port: int) -> HttpServer | None:
+    """The HTTP/JSON gateway in front of this process's gRPC server (None when WADM_HTTP=false). It forwards
+    over loopback, so every gRPC interceptor and handler applies to HTTP calls too."""
+    if not settings.http_enabled:
+        return None
+    return await start_http(
+        target=loopback_target(settings.host, grpc_port),
+        host=settings.host,
+        port=settings.http_port,
+        reuse_port=settings.workers > 1,
+        cors_origins=settings.cors_origins,
+    )
+
+
 async def serve(settings: Settings, *, worker: int = 0) -> None:
     """Run the service until SIGTERM or SIGINT, then drain gracefully."""
     app = await bootstrap(settings, worker=worker)
     server = await start_grpc(app, settings.address, reuse_port=settings.workers > 1)
+    http = await start_gateway(settings, server.port)
     log.info(
         "wadm-grpc started",
         extra={
             "address": settings.address,
             "port": server.port,
+            "http": f"http://{loopback_target(settings.host, http.port)}" if http else None,
             "store": settings.store,
             "demo": settings.demo_feed,
             "worker": worker,
@@ -237,6 +254,9 @@ async def serve(settings: Settings, *, worker: int = 0) -> None:
     await server.start_draining()
     # Live streams end with UNAVAILABLE now, so they do not hold the grace period.
     await app.bus.close()
-    await server.stop(settings.grace_seconds)
+    if http is not None:  # both at once: HTTP calls still running need the gRPC server during its grace
+        await asyncio.gather(http.stop(settings.grace_seconds), server.stop(settings.grace_seconds))
+    else:
+        await server.stop(settings.grace_seconds)
     await app.close()
     log.info("stopped")
