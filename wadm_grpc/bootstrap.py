@@ -164,7 +164,9 @@ async def bootstrap(
     )
 
 
-async def start_grpc(app: App, address: str, *, reuse_port: bool = False) -> GrpcServer:
+async def start_grpc(
+    app: App, address: str, *, reuse_port: bool = False, local_addresses: tuple[str, ...] = ()
+) -> GrpcServer:
     """A started gRPC server serving `app`; `reuse_port` lets worker processes share the port."""
     return await build_server(
         market_data=MarketDataServicer(
@@ -179,6 +181,7 @@ async def start_grpc(app: App, address: str, *, reuse_port: bool = False) -> Grp
         admin=AdminServicer(cache=app.cache),
         address=address,
         extra_options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
+        local_addresses=local_addresses,
     )
 
 
@@ -210,13 +213,19 @@ def start_demo_feed(app: App) -> DemoFeed:
     return feed
 
 
-async def start_gateway(settings: Settings, grpc_port: int) -> HttpServer | None:
-    """The HTTP/JSON gateway in front of this process's gRPC server (None when WADM_HTTP=false). It forwards
-    over loopback, so every gRPC interceptor and handler applies to HTTP calls too."""
+def gateway_socket() -> str:
+    """This process's own gRPC socket for its HTTP gateway. Not the shared TCP port: with workers, the
+    kernel would pin each gateway's one connection to any worker, and two could load the same one."""
+    return f"unix-abstract:wadm-grpc-{os.getpid()}"
+
+
+async def start_gateway(settings: Settings, target: str) -> HttpServer | None:
+    """The HTTP/JSON gateway in front of the gRPC server at `target` (None when WADM_HTTP=false). Every HTTP
+    call is forwarded as a gRPC call, so every gRPC interceptor and handler applies to it unchanged."""
     if not settings.http_enabled:
         return None
     return await start_http(
-        target=loopback_target(settings.host, grpc_port),
+        target=target,
         host=settings.host,
         port=settings.http_port,
         reuse_port=settings.workers > 1,
@@ -227,8 +236,9 @@ async def start_gateway(settings: Settings, grpc_port: int) -> HttpServer | None
 async def serve(settings: Settings, *, worker: int = 0) -> None:
     """Run the service until SIGTERM or SIGINT, then drain gracefully."""
     app = await bootstrap(settings, worker=worker)
-    server = await start_grpc(app, settings.address, reuse_port=settings.workers > 1)
-    http = await start_gateway(settings, server.port)
+    local = (gateway_socket(),) if settings.http_enabled else ()
+    server = await start_grpc(app, settings.address, reuse_port=settings.workers > 1, local_addresses=local)
+    http = await start_gateway(settings, local[0]) if local else None
     log.info(
         "wadm-grpc started",
         extra={
