@@ -87,6 +87,7 @@ def build_app(
                 max_age=600,
             )
         )
+
     async def fallback(scope: Scope, receive: Receive, send: Send) -> None:
         response = await endpoint(Request(scope, receive))
         await response(scope, receive, send)
