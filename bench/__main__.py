@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import cache_workers, candles, multistats, streaming, unary
+from bench import cache_workers, candles, http, multistats, streaming, unary
 from bench.at_commit import run_at_commit
 from bench.datasets import Datasets
 from bench.machine import describe, source, summary
@@ -27,6 +27,7 @@ SECTIONS: dict[str, Section] = {
     "unary": unary.run,
     "streaming": streaming.run,
     "redis": cache_workers.run,
+    "http": http.run,
 }
 
 

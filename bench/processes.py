@@ -72,6 +72,7 @@ def wadm_env(store_path: Path, extra: Mapping[str, str] | None = None) -> dict[s
         "WADM_DEMO_FEED": "false",
         "WADM_LOG_FORMAT": "json",
         "WADM_GRACE_SECONDS": "1",
+        "WADM_HTTP": "false",  # bench/http.py measures the gateway; here it would only hold port 8080
     }
     return env | dict(extra or {})
 

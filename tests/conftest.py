@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,10 @@ from wadm_grpc.domain.clock import ManualClock
 from wadm_grpc.ports import TradeStore
 
 pytest_plugins = ["tests.redis_support"]  # redis_server: a real redis-server per test
+
+# Servers the tests start as processes inherit this: no HTTP gateway on the fixed default port 8080 (tests
+# that want it, tests/gateway, turn it on with a free port).
+os.environ.setdefault("WADM_HTTP", "false")
 
 
 @pytest.fixture(params=STORE_KINDS)

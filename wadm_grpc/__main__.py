@@ -1,4 +1,4 @@
-"""Command line: `python -m wadm_grpc serve` and `python -m wadm_grpc import`."""
+"""Command line: `python -m wadm_grpc serve`, `python -m wadm_grpc gateway` and `python -m wadm_grpc import`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--store", help="duckdb:PATH or mongodb://... (WADM_STORE)")
     serve.add_argument("--demo", action=argparse.BooleanOptionalAction, help="run the demo feed (WADM_DEMO_FEED)")
     serve.add_argument("--workers", type=int, help="server processes sharing the port (WADM_WORKERS, default 1)")
+    serve.add_argument("--http-port", type=int, help="HTTP/JSON port (WADM_HTTP_PORT, default 8080; 0 picks one)")
+    serve.add_argument("--http", action=argparse.BooleanOptionalAction, help="serve HTTP/JSON too (WADM_HTTP)")
+    gateway = commands.add_parser("gateway", help="run the HTTP/JSON gateway alone, in front of a gRPC server")
+    gateway.add_argument("--target", default="127.0.0.1:50051", help="gRPC server to forward to (default %(default)s)")
+    gateway.add_argument("--host", help="listen address (WADM_HOST, default 127.0.0.1)")
+    gateway.add_argument("--port", type=int, help="HTTP port (WADM_HTTP_PORT, default 8080; 0 picks one)")
     imp = commands.add_parser("import", help="load a Binance public-data trades CSV")
     imp.add_argument("files", nargs="+", help="CSV files (id,price,qty,quote_qty,time,is_buyer_maker)")
     imp.add_argument("--exchange", required=True, help="exchange the trades are from, e.g. binance")
@@ -48,8 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ("store", args.store),
                     ("demo_feed", args.demo),
                     ("workers", args.workers),
+                    ("http_port", args.http_port),
+                    ("http_enabled", args.http),
                 )
                 if value is not None
+            }
+        elif args.command == "gateway":
+            overrides = {
+                key: value for key, value in (("host", args.host), ("http_port", args.port)) if value is not None
             }
         settings = Settings.from_env(**overrides)
     except SettingsError as error:
@@ -65,6 +77,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger("wadm_grpc").debug("startup failed", exc_info=error)
             print(f"error: cannot serve: {type(error).__name__}: {error}", file=sys.stderr)
             return 1
+    if args.command == "gateway":
+        from wadm_grpc.api.http.server import run_gateway
+
+        try:
+            asyncio.run(
+                run_gateway(
+                    target=args.target,
+                    host=settings.host,
+                    port=settings.http_port,
+                    cors_origins=settings.cors_origins,
+                    grace_seconds=settings.grace_seconds,
+                )
+            )
+        except OSError as error:  # a port in use: one line, as serve does
+            print(f"error: cannot serve: {type(error).__name__}: {error}", file=sys.stderr)
+            return 1
+        return 0
     from wadm_grpc.importer import run_import
 
     return asyncio.run(

@@ -15,6 +15,7 @@ from wadm_grpc.api.grpc.admin import AdminServicer
 from wadm_grpc.api.grpc.ingest import TradeIngestServicer
 from wadm_grpc.api.grpc.market_data import MarketDataServicer
 from wadm_grpc.api.grpc.server import GrpcServer, build_server
+from wadm_grpc.api.http.server import HttpServer, loopback_target, start_http
 from wadm_grpc.bus.memory import InProcessTradeBus
 from wadm_grpc.bus.redis import RedisTradeBus
 from wadm_grpc.cache.memory import MemoryCache
@@ -163,7 +164,9 @@ async def bootstrap(
     )
 
 
-async def start_grpc(app: App, address: str, *, reuse_port: bool = False) -> GrpcServer:
+async def start_grpc(
+    app: App, address: str, *, reuse_port: bool = False, local_addresses: tuple[str, ...] = ()
+) -> GrpcServer:
     """A started gRPC server serving `app`; `reuse_port` lets worker processes share the port."""
     return await build_server(
         market_data=MarketDataServicer(
@@ -178,6 +181,7 @@ async def start_grpc(app: App, address: str, *, reuse_port: bool = False) -> Grp
         admin=AdminServicer(cache=app.cache),
         address=address,
         extra_options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
+        local_addresses=local_addresses,
     )
 
 
@@ -209,15 +213,38 @@ def start_demo_feed(app: App) -> DemoFeed:
     return feed
 
 
+def gateway_socket() -> str:
+    """This process's own gRPC socket for its HTTP gateway. Not the shared TCP port: with workers, the
+    kernel would pin each gateway's one connection to any worker, and two could load the same one."""
+    return f"unix-abstract:wadm-grpc-{os.getpid()}"
+
+
+async def start_gateway(settings: Settings, target: str) -> HttpServer | None:
+    """The HTTP/JSON gateway in front of the gRPC server at `target` (None when WADM_HTTP=false). Every HTTP
+    call is forwarded as a gRPC call, so every gRPC interceptor and handler applies to it unchanged."""
+    if not settings.http_enabled:
+        return None
+    return await start_http(
+        target=target,
+        host=settings.host,
+        port=settings.http_port,
+        reuse_port=settings.workers > 1,
+        cors_origins=settings.cors_origins,
+    )
+
+
 async def serve(settings: Settings, *, worker: int = 0) -> None:
     """Run the service until SIGTERM or SIGINT, then drain gracefully."""
     app = await bootstrap(settings, worker=worker)
-    server = await start_grpc(app, settings.address, reuse_port=settings.workers > 1)
+    local = (gateway_socket(),) if settings.http_enabled else ()
+    server = await start_grpc(app, settings.address, reuse_port=settings.workers > 1, local_addresses=local)
+    http = await start_gateway(settings, local[0]) if local else None
     log.info(
         "wadm-grpc started",
         extra={
             "address": settings.address,
             "port": server.port,
+            "http": f"http://{loopback_target(settings.host, http.port)}" if http else None,
             "store": settings.store,
             "demo": settings.demo_feed,
             "worker": worker,
@@ -237,6 +264,9 @@ async def serve(settings: Settings, *, worker: int = 0) -> None:
     await server.start_draining()
     # Live streams end with UNAVAILABLE now, so they do not hold the grace period.
     await app.bus.close()
-    await server.stop(settings.grace_seconds)
+    if http is not None:  # both at once: HTTP calls still running need the gRPC server during its grace
+        await asyncio.gather(http.stop(settings.grace_seconds), server.stop(settings.grace_seconds))
+    else:
+        await server.stop(settings.grace_seconds)
     await app.close()
     log.info("stopped")

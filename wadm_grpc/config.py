@@ -63,12 +63,21 @@ class Settings:
     cache_ttl_closed_candles_seconds: float = 3600.0
     cache_ttl_stats_seconds: float = 30.0
     cache_ttl_orderbook_seconds: float = 10.0
+    http_enabled: bool = True
+    http_port: int = 8080
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def address(self) -> str:
         """host:port to listen on."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+    @property
+    def http_address(self) -> str:
+        """host:port the HTTP/JSON gateway listens on."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.http_port}"
 
     @property
     def duckdb_path(self) -> str | None:
@@ -143,6 +152,12 @@ class Settings:
             name = f"WADM_CACHE_TTL_{kind.upper()}_SECONDS"
             if name in env:
                 values[f"cache_ttl_{kind}_seconds"] = _number(env[name], name, float, 0.001, 86400 * 7)
+        if "WADM_HTTP" in env:
+            values["http_enabled"] = _flag(env["WADM_HTTP"], "WADM_HTTP")
+        if "WADM_HTTP_PORT" in env:
+            values["http_port"] = _number(env["WADM_HTTP_PORT"], "WADM_HTTP_PORT", int, 0, 65535)
+        if "WADM_CORS_ORIGINS" in env:
+            values["cors_origins"] = tuple(o.strip() for o in env["WADM_CORS_ORIGINS"].split(",") if o.strip())
         return replace(cls(**values), **overrides).checked()
 
     def checked(self) -> Settings:
@@ -161,6 +176,10 @@ class Settings:
                 )
             if self.port == 0:
                 raise SettingsError("WADM_WORKERS > 1 needs a fixed WADM_PORT for the workers to share")
+            if self.http_enabled and self.http_port == 0:
+                raise SettingsError("WADM_WORKERS > 1 needs a fixed WADM_HTTP_PORT for the workers to share")
+        if self.http_enabled and self.http_port != 0 and self.http_port == self.port:
+            raise SettingsError(f"WADM_HTTP_PORT={self.http_port} is WADM_PORT too: gRPC and HTTP need two ports")
         if self.read_only and self.demo_feed:
             raise SettingsError("WADM_READ_ONLY=true cannot run the demo feed (it writes trades)")
         return self

@@ -21,6 +21,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,10 @@ from wadm_grpc.services.cache_aside import CacheAside
 KEY_PREFIX = "answer:v1"
 # Longer than any answer TTL (config caps those at 7 days), so a generation outlives what it guards.
 GENERATION_TTL_SECONDS = 8 * 86400.0
+
+# The TTL of the answer the running call asked for last, so the API layer can tell clients how long it
+# stays valid (HTTP Cache-Control through the gateway). Each gRPC call is a task with its own context.
+answer_ttl_seconds: ContextVar[float | None] = ContextVar("answer_ttl_seconds", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,7 @@ class ReadCache:
         to that symbol's generation (None: the entry relies on its TTL alone)."""
         if self._aside is None:
             return await load()
+        answer_ttl_seconds.set(ttl_seconds)
         generation = await self._generation(symbol) if symbol else "-"
         digest = hashlib.sha256(json.dumps(list(params), default=str).encode()).hexdigest()[:32]
         key = f"{KEY_PREFIX}:{kind}:{symbol or '*'}:{generation}:{digest}"

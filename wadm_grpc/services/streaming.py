@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from wadm_grpc.domain.errors import Violations
@@ -31,9 +31,15 @@ class StreamService:
         self._clock = clock
 
     async def stream_trades(
-        self, symbols: Sequence[str], exchanges: Sequence[str], heartbeat_seconds: float | None
+        self,
+        symbols: Sequence[str],
+        exchanges: Sequence[str],
+        heartbeat_seconds: float | None,
+        opened: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncGenerator[list[Trade] | Heartbeat, None]:
         """Batches of trades as they are ingested, and a Heartbeat after each idle interval.
+        `opened` is awaited once the request is valid and the subscription live (before any event), so a
+        caller can tell an accepted stream from a refused one without waiting for the first event.
 
         Ends by raising ResourceExhaustedError (fell behind) or UnavailableError (shutdown). The
         subscription is released when the consumer stops iterating, whatever the reason.
@@ -59,6 +65,8 @@ class StreamService:
         problems.raise_if_any()
         subscription = self._bus.subscribe(frozenset(names), frozenset(selected))
         try:
+            if opened is not None:
+                await opened()
             while True:
                 batch = await subscription.get(interval)
                 yield Heartbeat(self._clock.now_us()) if batch is None else batch

@@ -14,10 +14,22 @@ from wadm_grpc.domain.stats import MarketStats
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.services.candles import CandleService, CandlesRequest
 from wadm_grpc.services.orderbook import Orderbook, OrderbookService
+from wadm_grpc.services.read_cache import answer_ttl_seconds
 from wadm_grpc.services.stats import MultiStats, StatsService
 from wadm_grpc.services.streaming import StreamService
 from wadm_grpc.services.symbols import SymbolService
 from wadm_grpc.services.trades import TradeService, TradesRequest
+
+# Trailing metadata with a cached answer's TTL in seconds (the HTTP gateway turns it into Cache-Control).
+CACHE_TTL_METADATA = "x-cache-ttl"
+
+
+def _send_ttl(context: Context, answer: bytes) -> bytes:
+    ttl = answer_ttl_seconds.get()
+    if ttl is not None:
+        answer_ttl_seconds.set(None)
+        context.set_trailing_metadata(((CACHE_TTL_METADATA, f"{ttl:g}"),))
+    return answer
 
 
 class MarketDataServicer:
@@ -54,7 +66,7 @@ class MarketDataServicer:
             ).SerializeToString()
 
         problems = Violations()
-        return await self._candles.get_candles(
+        answer = await self._candles.get_candles(
             CandlesRequest(
                 symbol=request.symbol,
                 timeframe=convert.timeframe(request.timeframe, problems),
@@ -67,6 +79,7 @@ class MarketDataServicer:
             render,
             problems,
         )
+        return _send_ttl(context, answer)
 
     @unary
     async def ListSymbols(self, request: md.ListSymbolsRequest, context: Context) -> md.ListSymbolsResponse:
@@ -80,7 +93,8 @@ class MarketDataServicer:
 
         problems = Violations()
         window = convert.stats_window(request, problems)
-        return await self._stats.get_market_stats(request.symbol, window, request.exchanges, render, problems)
+        answer = await self._stats.get_market_stats(request.symbol, window, request.exchanges, render, problems)
+        return _send_ttl(context, answer)
 
     @unary
     async def GetMultiStats(self, request: md.GetMultiStatsRequest, context: Context) -> bytes:
@@ -101,7 +115,8 @@ class MarketDataServicer:
                 window_close_time=convert.timestamp(multi.window_close_us),
             ).SerializeToString()
 
-        return await self._stats.get_multi_stats(request.symbols, window, request.exchanges, render, problems)
+        answer = await self._stats.get_multi_stats(request.symbols, window, request.exchanges, render, problems)
+        return _send_ttl(context, answer)
 
     @unary
     async def GetOrderbook(self, request: md.GetOrderbookRequest, context: Context) -> bytes:
@@ -122,7 +137,8 @@ class MarketDataServicer:
             ).SerializeToString()
 
         depth = request.depth if request.HasField("depth") else None
-        return await self._orderbook.get_orderbook(request.symbol, depth, request.exchanges, render)
+        answer = await self._orderbook.get_orderbook(request.symbol, depth, request.exchanges, render)
+        return _send_ttl(context, answer)
 
     @unary
     async def ListTrades(self, request: md.ListTradesRequest, context: Context) -> md.ListTradesResponse:
@@ -147,7 +163,10 @@ class MarketDataServicer:
         self, request: md.StreamTradesRequest, context: Context
     ) -> AsyncIterator[bytes | md.StreamTradesResponse]:
         heartbeat = request.heartbeat_interval.ToNanoseconds() / 1e9 if request.HasField("heartbeat_interval") else None
-        events = self._streams.stream_trades(request.symbols, request.exchanges, heartbeat)
+        # Initial metadata once subscribed: the HTTP gateway answers 200 then, and a refused stream with its status.
+        events = self._streams.stream_trades(
+            request.symbols, request.exchanges, heartbeat, opened=lambda: context.send_initial_metadata(())
+        )
         try:
             async for event in events:
                 if isinstance(event, list):

@@ -95,8 +95,10 @@ async def build_server(
     admin: AdminServicer,
     address: str,
     extra_options: list[tuple[str, int]] | None = None,
+    local_addresses: tuple[str, ...] = (),
 ) -> GrpcServer:
-    """Create, bind and start the server; `address` like "127.0.0.1:0" (port 0 picks a free one)."""
+    """Create, bind and start the server; `address` like "127.0.0.1:0" (port 0 picks a free one).
+    `local_addresses`: more to listen on, e.g. this process's own socket for its HTTP gateway."""
     server = grpc.aio.server(
         options=CHANNEL_OPTIONS + (extra_options or []), interceptors=[MalformedRequestInterceptor()]
     )
@@ -107,6 +109,8 @@ async def build_server(
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     add_reflection(server, (*SERVICES, HEALTH))
     port = server.add_insecure_port(address)
+    for local in local_addresses:
+        server.add_insecure_port(local)
     await server.start()
     for name in ("", *SERVICES):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -1,0 +1,108 @@
+"""The one place errors become HTTP answers: google.rpc.Status as JSON, the status by grpc-gateway's table.
+
+Statuses come from the gRPC server (its one error table, api/grpc/errors.py, applies unchanged) or from
+the gateway's own checks (a bad query, an unknown path), which reuse that same table.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from starlette.responses import Response
+
+from wadm_grpc.api.grpc.errors import status_of
+from wadm_grpc.api.http.render import status_json
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+# grpc-gateway v2 runtime/errors.go HTTPStatusFromCode.
+HTTP_STATUS_OF_CODE: dict[int, int] = {
+    code_pb2.OK: 200,
+    code_pb2.CANCELLED: 499,
+    code_pb2.UNKNOWN: 500,
+    code_pb2.INVALID_ARGUMENT: 400,
+    code_pb2.DEADLINE_EXCEEDED: 504,
+    code_pb2.NOT_FOUND: 404,
+    code_pb2.ALREADY_EXISTS: 409,
+    code_pb2.PERMISSION_DENIED: 403,
+    code_pb2.UNAUTHENTICATED: 401,
+    code_pb2.RESOURCE_EXHAUSTED: 429,
+    code_pb2.FAILED_PRECONDITION: 400,
+    code_pb2.ABORTED: 409,
+    code_pb2.OUT_OF_RANGE: 400,
+    code_pb2.UNIMPLEMENTED: 501,
+    code_pb2.INTERNAL: 500,
+    code_pb2.UNAVAILABLE: 503,
+    code_pb2.DATA_LOSS: 500,
+}
+
+
+def http_status(code: int) -> int:
+    """The HTTP status for a google.rpc.Code (500 for codes outside the table)."""
+    return HTTP_STATUS_OF_CODE.get(code, 500)
+
+
+def status_of_rpc_error(error: grpc.aio.AioRpcError) -> status_pb2.Status:
+    """The Status the server sent: its rich details when present, else code and message alone."""
+    for key, value in error.trailing_metadata() or ():
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            try:
+                return status_pb2.Status.FromString(value)
+            except Exception:  # a peer's malformed details must not become a 500; the code still holds
+                break
+    code = error.code()
+    return status_pb2.Status(code=code.value[0], message=error.details() or code.name)
+
+
+def status_of_exception(error: Exception, *, where: str) -> status_pb2.Status:
+    """A gateway-side error as a Status (domain errors by the gRPC table; anything else INTERNAL, logged)."""
+    if isinstance(error, grpc.aio.AioRpcError):
+        return status_of_rpc_error(error)
+    return status_of(error, rpc=where)
+
+
+def simple_status(code: int, message: str) -> status_pb2.Status:
+    """A Status without details (unknown paths, wrong methods)."""
+    return status_pb2.Status(code=code, message=message)
+
+
+def retry_after_seconds(status: status_pb2.Status) -> int | None:
+    """Whole seconds from the Status's google.rpc.RetryInfo, rounded up, or None without one."""
+    for detail in status.details:
+        descriptor: Any = error_details_pb2.RetryInfo.DESCRIPTOR
+        if detail.Is(descriptor):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return max(0, math.ceil(info.retry_delay.ToNanoseconds() / 1e9))
+    return None
+
+
+def error_response(
+    status: status_pb2.Status,
+    *,
+    pretty: bool = False,
+    http_status_code: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The HTTP answer for `status`: its JSON, the mapped HTTP status, Retry-After when the server said."""
+    extra = dict(headers or {})
+    retry = retry_after_seconds(status)
+    if retry is not None:
+        extra["Retry-After"] = str(retry)
+    return Response(
+        status_json(status, pretty=pretty),
+        status_code=http_status_code or http_status(status.code),
+        media_type="application/json",
+        headers=extra,
+    )
+
+
+def packed(detail: error_details_pb2.BadRequest) -> any_pb2.Any:
+    """`detail` packed for Status.details."""
+    wrapped = any_pb2.Any()
+    wrapped.Pack(detail)
+    return wrapped

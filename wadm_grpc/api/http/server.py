@@ -1,0 +1,125 @@
+"""The HTTP server: uvicorn serving the gateway app on a socket we bind (port 0, SO_REUSEPORT for workers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import signal
+import socket
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+
+import uvicorn
+
+from wadm_grpc.api.http.app import build_app
+from wadm_grpc.api.http.forward import Upstream
+
+log = logging.getLogger("wadm_grpc.http")
+
+# Request lines and headers up to this size are parsed (the app then refuses long queries with a Status);
+# beyond it uvicorn answers 400 itself.
+MAX_REQUEST_HEAD_BYTES = 64 * 1024
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its signal handlers: the process's own (bootstrap.serve) decide when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def loopback_target(host: str, port: int) -> str:
+    """host:port a process reaches its own server at (a wildcard listen address means loopback)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def bind_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A listening TCP socket on host:port (port 0 picks one); `reuse_port` lets workers share it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass
+class HttpServer:
+    """A started HTTP server; `stop` lets running requests finish for up to the grace period."""
+
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    port: int
+    upstream: Upstream
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop accepting, finish running requests (streams end when the gRPC server ends them), close."""
+        self.server.config.timeout_graceful_shutdown = max(math.ceil(grace_seconds), 1)
+        self.server.should_exit = True
+        try:
+            await self.task
+        finally:
+            await self.upstream.close()
+
+
+async def start_http(
+    *,
+    target: str,
+    host: str,
+    port: int,
+    reuse_port: bool = False,
+    cors_origins: Sequence[str] = (),
+) -> HttpServer:
+    """Serve the gateway for the gRPC server at `target` on host:port; returns once it is listening."""
+    upstream = Upstream(target)
+    asgi = build_app(upstream, cors_origins=cors_origins)
+    sock = bind_socket(host, port, reuse_port=reuse_port)
+    config = uvicorn.Config(
+        asgi,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+        timeout_graceful_shutdown=10,
+    )
+    server = _Uvicorn(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="http-server")
+    while not server.started:
+        if task.done():
+            await task  # raises why it could not start
+            raise RuntimeError("the HTTP server stopped before it started")
+        await asyncio.sleep(0.01)
+    bound = int(sock.getsockname()[1])
+    log.info("http serving", extra={"host": host, "port": bound, "target": target})
+    return HttpServer(server=server, task=task, port=bound, upstream=upstream)
+
+
+async def run_gateway(
+    *, target: str, host: str, port: int, cors_origins: Sequence[str] = (), grace_seconds: float = 10.0
+) -> None:
+    """`python -m wadm_grpc gateway`: the HTTP/JSON face alone, in front of the gRPC server at `target`,
+    until SIGTERM or SIGINT (as grpc-gateway runs beside a remote server)."""
+    http = await start_http(target=target, host=host, port=port, cors_origins=cors_origins)
+    log.info(
+        "wadm-grpc gateway started",
+        extra={"http": f"http://{loopback_target(host, http.port)}", "port": http.port, "target": target},
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("shutting down", extra={"grace_seconds": grace_seconds})
+    await http.stop(grace_seconds)
+    log.info("stopped")

@@ -1,0 +1,70 @@
+"""Server-streaming RPCs over HTTP: NDJSON (grpc-gateway's envelope) or, on request, Server-Sent Events.
+
+NDJSON: one {"result": <message>} line per message, a final {"error": <Status>} line when the stream ends
+with an error (the 200 is already sent by then). SSE: one event per message, named after the message's
+oneof (`trades`, `heartbeat`), and `event: error` at the end. Every message is flushed as it comes; the
+server's heartbeats keep proxies from cutting idle streams. A client that goes away cancels the gRPC call
+at once (Starlette cancels the body iterator on http.disconnect; the call is cancelled in `finally`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+from starlette.responses import StreamingResponse
+
+from wadm_grpc.api.http.errors import status_of_rpc_error
+from wadm_grpc.api.http.render import as_dict, stream_line
+
+NDJSON = "application/x-ndjson"
+EVENT_STREAM = "text/event-stream"
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def wants_event_stream(accept: str) -> bool:
+    """True when the client asked for SSE (an EventSource sends `Accept: text/event-stream`)."""
+    return any(part.split(";")[0].strip() == EVENT_STREAM for part in accept.split(","))
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
+
+
+def _event_name(message: Message) -> str:
+    oneofs = message.DESCRIPTOR.oneofs
+    if oneofs:
+        chosen = message.WhichOneof(oneofs[0].name)
+        if chosen:
+            return str(chosen)
+    return "message"
+
+
+async def _messages(
+    call: grpc.aio.UnaryStreamCall[bytes, bytes], response_class: type[Message], *, sse: bool
+) -> AsyncIterator[bytes]:
+    failed: status_pb2.Status | None = None
+    try:
+        try:
+            async for payload in call:
+                message = response_class.FromString(payload)
+                yield _sse(_event_name(message), as_dict(message)) if sse else stream_line("result", message)
+        except grpc.aio.AioRpcError as error:
+            failed = status_of_rpc_error(error)
+        if failed is not None:
+            yield _sse("error", as_dict(failed)) if sse else stream_line("error", failed)
+    finally:
+        call.cancel()  # no-op when the call ended; frees the server's subscription at once when it did not
+
+
+def stream_response(
+    call: grpc.aio.UnaryStreamCall[bytes, bytes], response_class: type[Message], *, sse: bool
+) -> StreamingResponse:
+    """The streaming answer for an accepted call."""
+    return StreamingResponse(
+        _messages(call, response_class, sse=sse), media_type=EVENT_STREAM if sse else NDJSON, headers=STREAM_HEADERS
+    )
