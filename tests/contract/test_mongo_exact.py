@@ -23,7 +23,7 @@ from tests.reference import aggregate, buckets, exact
 from wadm_grpc.domain.decimals import MAX_INTEGER_DIGITS
 from wadm_grpc.domain.timeframe import DAY_US, HOUR_US, MINUTE_US, Timeframe
 from wadm_grpc.domain.trade import Side, Trade
-from wadm_grpc.domain.trade_input import TradeInput, parse_trade
+from wadm_grpc.domain.trade_input import MAX_TIME_US, TradeInput, parse_trade
 from wadm_grpc.ports import CandleQuery
 from wadm_grpc.stores.mongo import rebuild
 from wadm_grpc.stores.mongo.documents import DecimalPrecisionError, computed_decimal
@@ -60,7 +60,7 @@ def boundary_trades(seed: int, count: int) -> list[Trade]:
         time_us = T0 + rng.randrange(spread_us)
         side = rng.choice((Side.BUY, Side.SELL))
         item = TradeInput(rng.choice(EXCHANGES), SYMBOL, str(index + 1), price, quantity, side, time_us)
-        trades.append(parse_trade(item, field="trade"))  # what PublishTrades accepts, nothing beyond
+        trades.append(parse_trade(item, latest_us=MAX_TIME_US, field="trade"))  # what PublishTrades accepts
     return trades
 
 
