@@ -158,7 +158,7 @@ async def bootstrap(
         stats=StatsService(store, clock, cache),
         orderbook=OrderbookService(store, clock, cache),
         trades=TradeService(store, PageTokens(settings.page_token_key)),
-        streams=StreamService(bus, clock),
+        streams=StreamService(bus, clock, stall_seconds=settings.stream_stall_seconds),
         closers=closers,
     )
 
@@ -175,7 +175,7 @@ async def start_grpc(app: App, address: str, *, reuse_port: bool = False) -> Grp
             streams=app.streams,
         ),
         ingest=TradeIngestServicer(ingest=app.ingest),
-        admin=AdminServicer(cache=app.cache),
+        admin=AdminServicer(cache=app.cache, streams=app.streams),
         address=address,
         extra_options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
     )

@@ -73,6 +73,15 @@ def status_of(error: Exception, *, rpc: str) -> status_pb2.Status:
     )
 
 
+def end_call(context: Context, error: Exception, *, rpc: str) -> None:
+    """Set the status for `error` for when the handler returns, without waiting for it to be sent: a
+    stream whose client stopped reading cannot send it before the client reads what is queued."""
+    status = rpc_status.to_status(status_of(error, rpc=rpc))
+    context.set_code(status.code)
+    context.set_details(status.details)
+    context.set_trailing_metadata(status.trailing_metadata)
+
+
 async def abort(context: Context, error: Exception, *, rpc: str) -> NoReturn:
     """End the call with the status for `error`."""
     await context.abort_with_status(rpc_status.to_status(status_of(error, rpc=rpc)))
