@@ -27,6 +27,8 @@ S = TypeVar("S")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Context = grpc.aio.ServicerContext[Any, Any]
+# google.rpc.ErrorInfo.domain of the reasons this service gives.
+ERROR_DOMAIN = "wadm.market.v1"
 
 
 def _packed(detail: Any) -> any_pb2.Any:
@@ -62,7 +64,11 @@ def status_of(error: Exception, *, rpc: str) -> status_pb2.Status:
             details=[_retry_info(error.retry_after_seconds)],
         )
     if isinstance(error, UnavailableError):
-        return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=str(error), details=[_retry_info(1.0)])
+        details = [_retry_info(1.0)]
+        if error.reason is not None:
+            why = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+            details.append(_packed(why))
+        return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=str(error), details=details)
     request_id = uuid.uuid4().hex[:16]
     log.error("unexpected error", extra={"rpc": rpc, "request_id": request_id}, exc_info=error)
     info = error_details_pb2.RequestInfo(request_id=request_id)
