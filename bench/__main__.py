@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import cache_workers, candles, http, multistats, streaming, unary
+from bench import cache_workers, candles, http, multistats, slow_consumers, streaming, unary
 from bench.at_commit import run_at_commit
 from bench.datasets import Datasets
 from bench.machine import describe, source, summary
@@ -26,6 +26,7 @@ SECTIONS: dict[str, Section] = {
     "multistats": multistats.run,
     "unary": unary.run,
     "streaming": streaming.run,
+    "slow-consumers": slow_consumers.run,
     "redis": cache_workers.run,
     "http": http.run,
 }

@@ -159,7 +159,7 @@ async def bootstrap(
         stats=StatsService(store, clock, cache),
         orderbook=OrderbookService(store, clock, cache),
         trades=TradeService(store, PageTokens(settings.page_token_key)),
-        streams=StreamService(bus, clock),
+        streams=StreamService(bus, clock, stall_seconds=settings.stream_stall_seconds),
         closers=closers,
     )
 
@@ -178,7 +178,7 @@ async def start_grpc(
             streams=app.streams,
         ),
         ingest=TradeIngestServicer(ingest=app.ingest),
-        admin=AdminServicer(cache=app.cache),
+        admin=AdminServicer(cache=app.cache, streams=app.streams),
         address=address,
         extra_options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
         local_addresses=local_addresses,
@@ -260,13 +260,25 @@ async def serve(settings: Settings, *, worker: int = 0) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    log.info("shutting down", extra={"grace_seconds": settings.grace_seconds})
-    await server.start_draining()
-    # Live streams end with UNAVAILABLE now, so they do not hold the grace period.
-    await app.bus.close()
-    if http is not None:  # both at once: HTTP calls still running need the gRPC server during its grace
-        await asyncio.gather(http.stop(settings.grace_seconds), server.stop(settings.grace_seconds))
-    else:
-        await server.stop(settings.grace_seconds)
-    await app.close()
+    await drain(app, server, http, drain_seconds=settings.drain_seconds, grace_seconds=settings.grace_seconds)
     log.info("stopped")
+
+
+async def drain(
+    app: App, server: GrpcServer, http: HttpServer | None, *, drain_seconds: float, grace_seconds: float
+) -> None:
+    """Shut down in the order load balancers and publishers rely on (docs/streams.md)."""
+    log.info("shutting down", extra={"drain_seconds": drain_seconds, "grace_seconds": grace_seconds})
+    # 1. Health says NOT_SERVING while every call is still served: load balancers move new traffic away.
+    await server.start_draining()
+    await asyncio.sleep(drain_seconds)
+    # 2. Live streams end with UNAVAILABLE (clients reconnect elsewhere), and ingest calls store what they
+    #    read and end saying so, so neither holds the grace period.
+    await app.bus.close()
+    server.finish_ingest()
+    # 3. No new calls; running ones get `grace_seconds` to finish. 4. Then the store and the rest close.
+    if http is not None:  # both at once: HTTP calls still running need the gRPC server during its grace
+        await asyncio.gather(http.stop(grace_seconds), server.stop(grace_seconds))
+    else:
+        await server.stop(grace_seconds)
+    await app.close()

@@ -50,6 +50,7 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = True
     stream_buffer_trades: int = 10_000
+    stream_stall_seconds: float = 5.0
     page_token_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     mongo_database: str | None = None
     mongo_collection: str = "trades"
@@ -126,6 +127,10 @@ class Settings:
         if "WADM_STREAM_BUFFER_TRADES" in env:
             values["stream_buffer_trades"] = _number(
                 env["WADM_STREAM_BUFFER_TRADES"], "WADM_STREAM_BUFFER_TRADES", int, 1, 10_000_000
+            )
+        if "WADM_STREAM_STALL_SECONDS" in env:
+            values["stream_stall_seconds"] = _number(
+                env["WADM_STREAM_STALL_SECONDS"], "WADM_STREAM_STALL_SECONDS", float, 0.1, 3600
             )
         if env.get("WADM_PAGE_TOKEN_KEY"):
             values["page_token_key"] = env["WADM_PAGE_TOKEN_KEY"].encode()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -87,6 +87,11 @@ class Subscription(Protocol):
 
         Raises ResourceExhaustedError when the subscriber fell too far behind, UnavailableError on shutdown.
         """
+        ...
+
+    def on_end(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once if the bus ends the subscription (cut off, shutdown): a consumer blocked
+        elsewhere, e.g. in a write to its client, learns it at once."""
         ...
 
     def close(self) -> None:

@@ -175,6 +175,26 @@ async def test_close_ends_every_subscription_as_unavailable(bus: CountingBus) ->
         bus.subscribe(frozenset({"BTCUSDT"}), frozenset())
 
 
+async def test_the_bus_ending_a_subscription_tells_its_consumer_at_once(bus: CountingBus) -> None:
+    # A stream blocked in a write to its client learns through on_end, not by reading (services/streaming.py).
+    ended: list[str] = []
+    slow = bus.subscribe(frozenset({"BTCUSDT"}), frozenset())
+    slow.on_end(lambda: ended.append("slow"))
+    other = bus.subscribe(frozenset({"ETHUSDT"}), frozenset())
+    other.on_end(lambda: ended.append("other"))
+    leaving = bus.subscribe(frozenset({"ETHUSDT"}), frozenset())
+    leaving.on_end(lambda: ended.append("leaving"))
+
+    leaving.close()  # the consumer's own close is no news to it
+    for start in range(0, 3 * BUFFER_TRADES, BUFFER_TRADES):
+        trades = make_trades(seed=8, count=BUFFER_TRADES, start_us=T0, spacing_us=1000)
+        await bus.publish([dataclasses.replace(t, trade_id=f"{start}-{t.trade_id}") for t in trades])
+    assert ended == ["slow"]  # cut off, the moment its buffer overflowed
+
+    await bus.close()
+    assert ended == ["slow", "other"]
+
+
 async def test_a_closed_subscription_receives_nothing_more(bus: CountingBus) -> None:
     leaving = bus.subscribe(frozenset({"BTCUSDT"}), frozenset())
     staying = bus.subscribe(frozenset({"BTCUSDT"}), frozenset())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from wadm_grpc.domain.errors import ResourceExhaustedError, UnavailableError, WadmError
 from wadm_grpc.domain.trade import Trade
@@ -33,6 +33,11 @@ class MemorySubscription:
         self._wake = asyncio.Event()
         self._error: WadmError | None = None
         self._closed = False
+        self._on_end: Callable[[], None] | None = None
+
+    def on_end(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (once) when the bus ends this subscription: cut off, or shut down."""
+        self._on_end = callback
 
     def offer(self, trades: list[Trade]) -> None:
         """Buffer `trades` or, when they do not fit, end the subscription. Never blocks.
@@ -65,6 +70,8 @@ class MemorySubscription:
             self._pending = []
             self._bus.remove(self)
             self._wake.set()
+            if self._on_end is not None:
+                self._on_end()
 
     def close(self) -> None:
         """Stop receiving; idempotent."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -68,7 +68,16 @@ class ResourceExhaustedError(WadmError):
 
 
 class UnavailableError(WadmError):
-    """The service cannot serve now (shutting down, a dependency down); retrying later may work."""
+    """The service cannot serve now (shutting down, a dependency down); retrying later may work.
+
+    `reason` (UPPER_SNAKE_CASE) and `metadata` say more to programs (google.rpc.ErrorInfo), e.g. what a
+    call did before it was ended.
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None, metadata: Mapping[str, str] | None = None) -> None:
+        self.reason = reason
+        self.metadata = dict(metadata or {})
+        super().__init__(message)
 
 
 class Violations:

@@ -1,19 +1,33 @@
-"""StreamTrades: live trades from the bus, with heartbeats when idle."""
+"""StreamTrades: live trades from the bus, with heartbeats when idle, and the slow-consumer policy.
+
+A stream is cut off (ResourceExhaustedError) when its client falls behind in either of two ways:
+- more than the bus buffer (`WADM_STREAM_BUFFER_TRADES`) waits for it while more trades arrive, or
+- one message has waited `stall_seconds` for the transport to take it (the client's receive window is
+  full: it stopped reading, whatever its library absorbed first).
+Messages carry at most `max_message_trades` trades, so what one stalled write pins is bounded too.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from wadm_grpc.domain.errors import Violations
+from wadm_grpc.domain.errors import ResourceExhaustedError, Violations
 from wadm_grpc.domain.names import check_exchanges, symbol_problem
 from wadm_grpc.domain.trade import Trade
-from wadm_grpc.ports import Clock, TradeBus
+from wadm_grpc.ports import Clock, Subscription, TradeBus
 
 MAX_SYMBOLS = 100
 DEFAULT_HEARTBEAT_SECONDS = 15.0
 MIN_HEARTBEAT_SECONDS = 1.0
 MAX_HEARTBEAT_SECONDS = 60.0
+# A healthy client takes a message within milliseconds; seconds of no progress mean its window is full.
+DEFAULT_STALL_SECONDS = 5.0
+# About 70 KB on the wire: bounds one pending write, and a big ingest batch becomes several messages.
+DEFAULT_MAX_MESSAGE_TRADES = 1_000
+# How soon a cut-off client may reconnect (google.rpc.RetryInfo).
+RETRY_AFTER_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,27 +37,67 @@ class Heartbeat:
     server_time_us: int
 
 
-class StreamService:
-    """Live trade subscriptions."""
+Event = list[Trade] | Heartbeat
+Deliver = Callable[[Event], Awaitable[None]]
 
-    def __init__(self, bus: TradeBus, clock: Clock) -> None:
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    """Streams of this process: open now, and cut off for falling behind since start."""
+
+    live_streams: int
+    cut_off_streams: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    """A validated StreamTrades request."""
+
+    symbols: frozenset[str]
+    exchanges: frozenset[str]
+    heartbeat_seconds: float
+
+
+class _Delivery:
+    """The deadline of the write in progress, which the subscription ending cuts short."""
+
+    __slots__ = ("deadline", "ended")
+
+    def __init__(self) -> None:
+        self.deadline: asyncio.Timeout | None = None
+        self.ended = False
+
+    def interrupt(self) -> None:
+        self.ended = True
+        if self.deadline is not None:
+            self.deadline.reschedule(asyncio.get_running_loop().time())
+
+
+class StreamService:
+    """Live trade subscriptions, each ended as soon as its client stops keeping up."""
+
+    def __init__(
+        self,
+        bus: TradeBus,
+        clock: Clock,
+        *,
+        stall_seconds: float = DEFAULT_STALL_SECONDS,
+        max_message_trades: int = DEFAULT_MAX_MESSAGE_TRADES,
+    ) -> None:
         self._bus = bus
         self._clock = clock
+        self._stall_seconds = stall_seconds
+        self._max_message_trades = max_message_trades
+        self._live = 0
+        self._cut_off = 0
 
-    async def stream_trades(
-        self,
-        symbols: Sequence[str],
-        exchanges: Sequence[str],
-        heartbeat_seconds: float | None,
-        opened: Callable[[], Awaitable[None]] | None = None,
-    ) -> AsyncGenerator[list[Trade] | Heartbeat, None]:
-        """Batches of trades as they are ingested, and a Heartbeat after each idle interval.
-        `opened` is awaited once the request is valid and the subscription live (before any event), so a
-        caller can tell an accepted stream from a refused one without waiting for the first event.
+    def stats(self) -> StreamStats:
+        """Counters of this process."""
+        return StreamStats(live_streams=self._live, cut_off_streams=self._cut_off)
 
-        Ends by raising ResourceExhaustedError (fell behind) or UnavailableError (shutdown). The
-        subscription is released when the consumer stops iterating, whatever the reason.
-        """
+    @staticmethod
+    def check(symbols: Sequence[str], exchanges: Sequence[str], heartbeat_seconds: float | None) -> StreamRequest:
+        """The request, or InvalidArgumentError naming every problem."""
         problems = Violations()
         names: set[str] = set()
         for index, raw in enumerate(symbols):
@@ -63,12 +117,54 @@ class StreamService:
                 f"must be between {MIN_HEARTBEAT_SECONDS:g} and {MAX_HEARTBEAT_SECONDS:g} seconds",
             )
         problems.raise_if_any()
-        subscription = self._bus.subscribe(frozenset(names), frozenset(selected))
+        return StreamRequest(frozenset(names), frozenset(selected), interval)
+
+    async def stream_trades(
+        self, request: StreamRequest, deliver: Deliver, opened: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Hand batches of trades as they are ingested, and a Heartbeat after each idle interval, to
+        `deliver` (which returns once the transport took the message), until the stream ends. `opened` is
+        awaited once the subscription is live (before any event), so a caller can tell an accepted stream
+        from a refused one without waiting for the first event.
+
+        Raises ResourceExhaustedError (the client fell behind) or UnavailableError (shutdown). The
+        subscription is released however it ends, cancellation included (which is re-raised).
+        """
+        subscription = self._bus.subscribe(request.symbols, request.exchanges)
+        delivery = _Delivery()
+        subscription.on_end(delivery.interrupt)
+        self._live += 1
         try:
             if opened is not None:
                 await opened()
             while True:
-                batch = await subscription.get(interval)
-                yield Heartbeat(self._clock.now_us()) if batch is None else batch
+                batch = await subscription.get(request.heartbeat_seconds)
+                if batch is None:
+                    await self._deliver(Heartbeat(self._clock.now_us()), deliver, delivery, subscription)
+                    continue
+                step = self._max_message_trades
+                for start in range(0, len(batch), step):
+                    await self._deliver(batch[start : start + step], deliver, delivery, subscription)
+        except ResourceExhaustedError:
+            self._cut_off += 1
+            raise
         finally:
+            self._live -= 1
             subscription.close()
+
+    async def _deliver(self, event: Event, deliver: Deliver, delivery: _Delivery, subscription: Subscription) -> None:
+        try:
+            async with asyncio.timeout(self._stall_seconds) as deadline:
+                delivery.deadline = deadline
+                if delivery.ended:  # ended between the read and this write: do not start it
+                    deadline.reschedule(asyncio.get_running_loop().time())
+                await deliver(event)
+        except TimeoutError:
+            if delivery.ended:
+                await subscription.get(0)  # raises the error that ended it (cut off, shutdown)
+            raise ResourceExhaustedError(
+                f"stream's client took no data for {self._stall_seconds:g} s and was ended; reconnect",
+                retry_after_seconds=RETRY_AFTER_SECONDS,
+            ) from None
+        finally:
+            delivery.deadline = None

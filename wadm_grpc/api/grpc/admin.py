@@ -1,4 +1,4 @@
-"""AdminService servicer: this process's cache counters."""
+"""AdminService servicer: this process's cache counters and stream figures."""
 
 from __future__ import annotations
 
@@ -8,13 +8,24 @@ from wadm_grpc.api.grpc.errors import Context, unary
 from wadm_grpc.pb.wadm.market.v1 import admin_service_pb2 as admin_pb
 from wadm_grpc.pb.wadm.market.v1 import admin_service_pb2_grpc as admin_grpc
 from wadm_grpc.services.read_cache import ReadCache
+from wadm_grpc.services.streaming import StreamService
 
 
 class AdminServicer(admin_grpc.AdminServiceServicer):
     """gRPC face of operator information."""
 
-    def __init__(self, *, cache: ReadCache) -> None:
+    def __init__(self, *, cache: ReadCache, streams: StreamService) -> None:
         self._cache = cache
+        self._streams = streams
+
+    @unary
+    async def GetStreamStats(
+        self, request: admin_pb.GetStreamStatsRequest, context: Context
+    ) -> admin_pb.GetStreamStatsResponse:
+        stats = self._streams.stats()
+        return admin_pb.GetStreamStatsResponse(
+            live_streams=stats.live_streams, cut_off_streams=stats.cut_off_streams, process_id=os.getpid()
+        )
 
     @unary
     async def GetCacheStats(

@@ -27,6 +27,8 @@ S = TypeVar("S")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Context = grpc.aio.ServicerContext[Any, Any]
+# google.rpc.ErrorInfo.domain of the reasons this service gives.
+ERROR_DOMAIN = "wadm.market.v1"
 
 
 def _packed(detail: Any) -> any_pb2.Any:
@@ -107,8 +109,21 @@ def _expected_status(error: Exception) -> status_pb2.Status | None:
             details=[_retry_info(error.retry_after_seconds)],
         )
     if isinstance(error, UnavailableError):
-        return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=str(error), details=[_retry_info(1.0)])
+        details = [_retry_info(1.0)]
+        if error.reason is not None:
+            why = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+            details.append(_packed(why))
+        return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=str(error), details=details)
     return None
+
+
+def end_call(context: Context, error: Exception, *, rpc: str) -> None:
+    """Set the status for `error` for when the handler returns, without waiting for it to be sent: a
+    stream whose client stopped reading cannot send it before the client reads what is queued."""
+    status = rpc_status.to_status(status_of(error, rpc=rpc))
+    context.set_code(status.code)
+    context.set_details(status.details)
+    context.set_trailing_metadata(status.trailing_metadata)
 
 
 async def abort(context: Context, error: Exception, *, rpc: str) -> NoReturn:

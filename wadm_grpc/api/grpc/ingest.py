@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from wadm_grpc.api.grpc import convert
 from wadm_grpc.api.grpc.errors import Context, unary
-from wadm_grpc.domain.errors import InvalidArgumentError
+from wadm_grpc.domain.errors import InvalidArgumentError, UnavailableError
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2_grpc as ingest_grpc
@@ -25,21 +25,36 @@ T = TypeVar("T")
 VALIDATE_ON_LOOP_TRADES = 1000
 
 
+class ReadingStopped(Exception):
+    """backlogs() stopped reading its source before the source ended (shutdown)."""
+
+
 class TradeIngestServicer(ingest_grpc.TradeIngestServiceServicer):
     """gRPC face of ingest."""
 
     def __init__(self, *, ingest: IngestService) -> None:
         self._ingest = ingest
+        self._finishing = asyncio.Event()
+
+    def finish_calls(self) -> None:
+        """Shutdown: every PublishTrades call stops reading, stores what it read, and ends UNAVAILABLE
+        saying how many of its messages were stored; so do calls that start from now on."""
+        self._finishing.set()
 
     @unary
     async def PublishTrades(
         self, request_iterator: AsyncIterator[ingest_pb.PublishTradesRequest], context: Context
     ) -> ingest_pb.PublishTradesResponse:
         tally = _Tally()
-        incoming = backlogs(request_iterator, READ_AHEAD_MESSAGES)
-        async with contextlib.aclosing(incoming):  # a rejected message stops the read-ahead at once
-            async for ready in incoming:
-                await self._store_backlog(ready, tally)
+        if self._finishing.is_set():
+            raise _shutting_down(tally)
+        incoming = backlogs(request_iterator, READ_AHEAD_MESSAGES, stop=self._finishing)
+        try:
+            async with contextlib.aclosing(incoming):  # a rejected message stops the read-ahead at once
+                async for ready in incoming:
+                    await self._store_backlog(ready, tally)
+        except ReadingStopped:
+            raise _shutting_down(tally) from None
         return ingest_pb.PublishTradesResponse(
             accepted_count=tally.accepted, duplicate_count=tally.duplicates, batch_count=tally.messages
         )
@@ -76,6 +91,20 @@ class TradeIngestServicer(ingest_grpc.TradeIngestServiceServicer):
         return self._ingest.validate([convert.trade_input(t) for t in request.trades])
 
 
+def _shutting_down(tally: _Tally) -> UnavailableError:
+    return UnavailableError(
+        f"server is shutting down: the first {tally.messages} messages of this stream were stored "
+        f"({tally.accepted} trades accepted, {tally.duplicates} duplicates); send the messages after them "
+        "again, to this address (another server answers) or later (resending is always safe: ingest is idempotent)",
+        reason="SHUTTING_DOWN",
+        metadata={
+            "accepted_count": str(tally.accepted),
+            "duplicate_count": str(tally.duplicates),
+            "batch_count": str(tally.messages),
+        },
+    )
+
+
 @dataclass
 class _Tally:
     """What one PublishTrades call did so far."""
@@ -89,26 +118,51 @@ class _Tally:
         self.duplicates += result.duplicates
 
 
-async def backlogs(source: AsyncIterator[T], limit: int) -> AsyncGenerator[list[T], None]:
+async def backlogs(
+    source: AsyncIterator[T], limit: int, *, stop: asyncio.Event | None = None
+) -> AsyncGenerator[list[T], None]:
     """Read `source` ahead (at most `limit` items) and yield everything that queued up since the last
-    yield, as one list, in order. A failed read is raised after the items read before it."""
+    yield, as one list, in order. A failed read is raised after the items read before it.
+
+    Once `stop` is set, no further item is taken: the items already read are still yielded, then
+    ReadingStopped is raised (unless the source had ended first). Items arriving meanwhile are read and
+    dropped, so a sender is never left blocked in a write when its call ends (grpc.aio then reports its
+    failed write as INTERNAL, hiding the status that says what was stored).
+    """
     queue: asyncio.Queue[tuple[T] | None] = asyncio.Queue(limit)
+    source_ended = False
+    stopped = False
 
     async def read() -> None:
+        nonlocal source_ended
         try:
             async for item in source:
-                await queue.put((item,))
+                if not stopped:
+                    await queue.put((item,))
         except asyncio.CancelledError:
-            raise  # the consumer is gone: nobody waits for the end marker (and the queue may be full)
+            raise  # the consumer is gone: nobody waits for the end marker (the queue may be full)
         except BaseException:
             await queue.put(None)  # the consumer still reads: it stops here, then `await reader` raises
             raise
+        source_ended = True
         await queue.put(None)
 
     reader = asyncio.create_task(read())
+
+    def halt(waited: asyncio.Future[Literal[True]]) -> None:
+        nonlocal stopped
+        if waited.cancelled() or reader.done():
+            return
+        stopped = True
+        if not queue.full():  # the consumer may be waiting for an item: wake it (else it is busy draining)
+            queue.put_nowait(None)
+
+    watcher: asyncio.Future[Literal[True]] | None = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    if watcher is not None:
+        watcher.add_done_callback(halt)
     try:
         finished = False
-        while not finished:
+        while not finished and not (stopped and queue.empty()):
             ready = [await queue.get()]
             while not queue.empty():
                 ready.append(queue.get_nowait())
@@ -116,8 +170,14 @@ async def backlogs(source: AsyncIterator[T], limit: int) -> AsyncGenerator[list[
             items = [entry[0] for entry in ready if entry is not None]
             if items:
                 yield items
+        if stopped:
+            if not source_ended:
+                raise ReadingStopped
+            return
         await reader
     finally:
+        if watcher is not None:
+            watcher.cancel()
         if not reader.done():
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

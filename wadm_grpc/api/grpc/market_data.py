@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from wadm_grpc.api.grpc import convert
-from wadm_grpc.api.grpc.errors import Context, streaming, unary
+from wadm_grpc.api.grpc.errors import Context, end_call, unary
 from wadm_grpc.api.grpc.stream_wire import TradeBatchEncoder
 from wadm_grpc.domain.aggregate import Candle
 from wadm_grpc.domain.decimals import to_wire
 from wadm_grpc.domain.errors import Violations
 from wadm_grpc.domain.stats import MarketStats
+from wadm_grpc.domain.trade import Trade
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.services.candles import CandleService, CandlesRequest
 from wadm_grpc.services.orderbook import Orderbook, OrderbookService
 from wadm_grpc.services.read_cache import answer_ttl_seconds
 from wadm_grpc.services.stats import MultiStats, StatsService
-from wadm_grpc.services.streaming import StreamService
+from wadm_grpc.services.streaming import Heartbeat, StreamService
 from wadm_grpc.services.symbols import SymbolService
 from wadm_grpc.services.trades import TradeService, TradesRequest
 
@@ -158,21 +157,21 @@ class MarketDataServicer:
             trades=[convert.trade(t) for t in page.trades], next_page_token=page.next_page_token
         )
 
-    @streaming
-    async def StreamTrades(  # yields pre-encoded bytes, see stream_wire.py
-        self, request: md.StreamTradesRequest, context: Context
-    ) -> AsyncIterator[bytes | md.StreamTradesResponse]:
+    async def StreamTrades(self, request: md.StreamTradesRequest, context: Context) -> None:
+        """Writes (rather than yields) each message, so the slow-consumer policy can bound how long one
+        waits for the transport (services/streaming.py), and ends without waiting on a full transport."""
         heartbeat = request.heartbeat_interval.ToNanoseconds() / 1e9 if request.HasField("heartbeat_interval") else None
-        # Initial metadata once subscribed: the HTTP gateway answers 200 then, and a refused stream with its status.
-        events = self._streams.stream_trades(
-            request.symbols, request.exchanges, heartbeat, opened=lambda: context.send_initial_metadata(())
-        )
+
+        async def write(event: list[Trade] | Heartbeat) -> None:
+            if isinstance(event, list):
+                await context.write(self._encoder.encode(event))  # pre-encoded bytes, see stream_wire.py
+            else:
+                beat = md.Heartbeat(server_time=convert.timestamp(event.server_time_us))
+                await context.write(md.StreamTradesResponse(heartbeat=beat))
+
         try:
-            async for event in events:
-                if isinstance(event, list):
-                    yield self._encoder.encode(event)
-                else:
-                    beat = md.Heartbeat(server_time=convert.timestamp(event.server_time_us))
-                    yield md.StreamTradesResponse(heartbeat=beat)
-        finally:
-            await events.aclose()
+            checked = self._streams.check(request.symbols, request.exchanges, heartbeat)
+            # Initial metadata once subscribed: the HTTP gateway answers 200 then, and a refused stream with its status.
+            await self._streams.stream_trades(checked, write, opened=lambda: context.send_initial_metadata(()))
+        except Exception as error:  # CancelledError (the client left) is not caught: it must propagate
+            end_call(context, error, rpc="StreamTrades")

@@ -77,10 +77,17 @@ class GrpcServer:
     server: grpc.aio.Server
     port: int
     health: HealthServicer
+    ingest: TradeIngestServicer | None = None
 
     async def start_draining(self) -> None:
-        """Report NOT_SERVING for every service (first step of shutdown)."""
+        """Report NOT_SERVING for every service (first step of shutdown); calls are still served."""
         await self.health.enter_graceful_shutdown()
+
+    def finish_ingest(self) -> None:
+        """Make open PublishTrades calls stop reading, store what they read and end with UNAVAILABLE
+        saying what was stored (before `stop`, so they do not hold its grace period)."""
+        if self.ingest is not None:
+            self.ingest.finish_calls()
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop taking calls, let running ones finish for up to `grace_seconds`, then cancel the rest."""
@@ -115,4 +122,4 @@ async def build_server(
     for name in ("", *SERVICES):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", extra={"address": address, "port": port})
-    return GrpcServer(server=server, port=port, health=health)
+    return GrpcServer(server=server, port=port, health=health, ingest=ingest)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"wadm/market/v1/admin_service.proto\x12\x0ewadm.market.v1\x1a\x1cgoogle/api/annotations.proto\"\x16\n\x14GetCacheStatsRequest\"\xcd\x01\n\x15GetCacheStatsResponse\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12-\n\x05tiers\x18\x02 \x03(\x0b\x32\x1e.wadm.market.v1.CacheTierStats\x12\x11\n\tfallbacks\x18\x03 \x01(\x03\x12\x14\n\x0c\x62reaker_open\x18\x04 \x01(\x08\x12\r\n\x05loads\x18\x05 \x01(\x03\x12\x11\n\tcoalesced\x18\x06 \x01(\x03\x12\x15\n\rinvalidations\x18\x07 \x01(\x03\x12\x12\n\nprocess_id\x18\x08 \x01(\x03\"_\n\x0e\x43\x61\x63heTierStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04hits\x18\x02 \x01(\x03\x12\x0e\n\x06misses\x18\x03 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x04 \x01(\x03\x12\x11\n\tevictions\x18\x05 \x01(\x03\x32\x89\x01\n\x0c\x41\x64minService\x12y\n\rGetCacheStats\x12$.wadm.market.v1.GetCacheStatsRequest\x1a%.wadm.market.v1.GetCacheStatsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/admin/cacheb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"wadm/market/v1/admin_service.proto\x12\x0ewadm.market.v1\x1a\x1cgoogle/api/annotations.proto\"\x17\n\x15GetStreamStatsRequest\"[\n\x16GetStreamStatsResponse\x12\x14\n\x0clive_streams\x18\x01 \x01(\x03\x12\x17\n\x0f\x63ut_off_streams\x18\x02 \x01(\x03\x12\x12\n\nprocess_id\x18\x03 \x01(\x03\"\x16\n\x14GetCacheStatsRequest\"\xcd\x01\n\x15GetCacheStatsResponse\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12-\n\x05tiers\x18\x02 \x03(\x0b\x32\x1e.wadm.market.v1.CacheTierStats\x12\x11\n\tfallbacks\x18\x03 \x01(\x03\x12\x14\n\x0c\x62reaker_open\x18\x04 \x01(\x08\x12\r\n\x05loads\x18\x05 \x01(\x03\x12\x11\n\tcoalesced\x18\x06 \x01(\x03\x12\x15\n\rinvalidations\x18\x07 \x01(\x03\x12\x12\n\nprocess_id\x18\x08 \x01(\x03\"_\n\x0e\x43\x61\x63heTierStats\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04hits\x18\x02 \x01(\x03\x12\x0e\n\x06misses\x18\x03 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x04 \x01(\x03\x12\x11\n\tevictions\x18\x05 \x01(\x03\x32\x89\x02\n\x0c\x41\x64minService\x12y\n\rGetCacheStats\x12$.wadm.market.v1.GetCacheStatsRequest\x1a%.wadm.market.v1.GetCacheStatsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/admin/cache\x12~\n\x0eGetStreamStats\x12%.wadm.market.v1.GetStreamStatsRequest\x1a&.wadm.market.v1.GetStreamStatsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/admin/streamsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ADMINSERVICE'].methods_by_name['GetCacheStats']._loaded_options = None
   _globals['_ADMINSERVICE'].methods_by_name['GetCacheStats']._serialized_options = b'\202\323\344\223\002\025\022\023/api/v1/admin/cache'
-  _globals['_GETCACHESTATSREQUEST']._serialized_start=84
-  _globals['_GETCACHESTATSREQUEST']._serialized_end=106
-  _globals['_GETCACHESTATSRESPONSE']._serialized_start=109
-  _globals['_GETCACHESTATSRESPONSE']._serialized_end=314
-  _globals['_CACHETIERSTATS']._serialized_start=316
-  _globals['_CACHETIERSTATS']._serialized_end=411
-  _globals['_ADMINSERVICE']._serialized_start=414
-  _globals['_ADMINSERVICE']._serialized_end=551
+  _globals['_ADMINSERVICE'].methods_by_name['GetStreamStats']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['GetStreamStats']._serialized_options = b'\202\323\344\223\002\027\022\025/api/v1/admin/streams'
+  _globals['_GETSTREAMSTATSREQUEST']._serialized_start=84
+  _globals['_GETSTREAMSTATSREQUEST']._serialized_end=107
+  _globals['_GETSTREAMSTATSRESPONSE']._serialized_start=109
+  _globals['_GETSTREAMSTATSRESPONSE']._serialized_end=200
+  _globals['_GETCACHESTATSREQUEST']._serialized_start=202
+  _globals['_GETCACHESTATSREQUEST']._serialized_end=224
+  _globals['_GETCACHESTATSRESPONSE']._serialized_start=227
+  _globals['_GETCACHESTATSRESPONSE']._serialized_end=432
+  _globals['_CACHETIERSTATS']._serialized_start=434
+  _globals['_CACHETIERSTATS']._serialized_end=529
+  _globals['_ADMINSERVICE']._serialized_start=532
+  _globals['_ADMINSERVICE']._serialized_end=797
 # @@protoc_insertion_point(module_scope)

@@ -19,6 +19,57 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class GetStreamStatsRequest(_message.Message):
+    """GetStreamStatsRequest has no parameters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStreamStatsRequest: _TypeAlias = GetStreamStatsRequest  # noqa: Y015
+
+@_typing.final
+class GetStreamStatsResponse(_message.Message):
+    """GetStreamStatsResponse holds the StreamTrades figures of one process."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIVE_STREAMS_FIELD_NUMBER: _builtins.int
+    CUT_OFF_STREAMS_FIELD_NUMBER: _builtins.int
+    PROCESS_ID_FIELD_NUMBER: _builtins.int
+    live_streams: _builtins.int
+    """StreamTrades calls being served now (a cut-off stream no longer counts, even if its client
+    has not yet read the status).
+    """
+    cut_off_streams: _builtins.int
+    """Streams ended with RESOURCE_EXHAUSTED since start: a full buffer waited for the client, or a
+    message waited too long for the client's transport to take it.
+    """
+    process_id: _builtins.int
+    """Process id of the worker that answered."""
+    def __init__(
+        self,
+        *,
+        live_streams: _builtins.int = ...,
+        cut_off_streams: _builtins.int = ...,
+        process_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cut_off_streams", b"cut_off_streams", "live_streams", b"live_streams", "process_id", b"process_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStreamStatsResponse: _TypeAlias = GetStreamStatsResponse  # noqa: Y015
+
+@_typing.final
 class GetCacheStatsRequest(_message.Message):
     """GetCacheStatsRequest has no parameters."""
 

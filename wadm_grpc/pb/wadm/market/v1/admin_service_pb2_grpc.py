@@ -40,6 +40,11 @@ class AdminServiceStub:
                 request_serializer=wadm_dot_market_dot_v1_dot_admin__service__pb2.GetCacheStatsRequest.SerializeToString,
                 response_deserializer=wadm_dot_market_dot_v1_dot_admin__service__pb2.GetCacheStatsResponse.FromString,
                 _registered_method=True)
+        self.GetStreamStats = channel.unary_unary(
+                '/wadm.market.v1.AdminService/GetStreamStats',
+                request_serializer=wadm_dot_market_dot_v1_dot_admin__service__pb2.GetStreamStatsRequest.SerializeToString,
+                response_deserializer=wadm_dot_market_dot_v1_dot_admin__service__pb2.GetStreamStatsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -58,6 +63,18 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStreamStats(self, request, context):
+        """GetStreamStats returns this process's StreamTrades figures: streams open now, and streams
+        cut off since start because their client fell behind (docs/streams.md).
+
+        With several worker processes each reports its own.
+
+        Errors: none beyond transport errors.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -65,6 +82,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetCacheStats,
                     request_deserializer=wadm_dot_market_dot_v1_dot_admin__service__pb2.GetCacheStatsRequest.FromString,
                     response_serializer=wadm_dot_market_dot_v1_dot_admin__service__pb2.GetCacheStatsResponse.SerializeToString,
+            ),
+            'GetStreamStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStreamStats,
+                    request_deserializer=wadm_dot_market_dot_v1_dot_admin__service__pb2.GetStreamStatsRequest.FromString,
+                    response_serializer=wadm_dot_market_dot_v1_dot_admin__service__pb2.GetStreamStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -95,6 +117,33 @@ class AdminService:
             '/wadm.market.v1.AdminService/GetCacheStats',
             wadm_dot_market_dot_v1_dot_admin__service__pb2.GetCacheStatsRequest.SerializeToString,
             wadm_dot_market_dot_v1_dot_admin__service__pb2.GetCacheStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStreamStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/wadm.market.v1.AdminService/GetStreamStats',
+            wadm_dot_market_dot_v1_dot_admin__service__pb2.GetStreamStatsRequest.SerializeToString,
+            wadm_dot_market_dot_v1_dot_admin__service__pb2.GetStreamStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,14 @@ class AdminServiceStub:
 
     Errors: none beyond transport errors.
     """
+    GetStreamStats: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetStreamStatsRequest, _admin_service_pb2.GetStreamStatsResponse]
+    """GetStreamStats returns this process's StreamTrades figures: streams open now, and streams
+    cut off since start because their client fell behind (docs/streams.md).
+
+    With several worker processes each reports its own.
+
+    Errors: none beyond transport errors.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -52,6 +60,14 @@ class AdminServiceAsyncStub(AdminServiceStub):
 
     Counters are cumulative since the process started. With several worker processes each
     reports its own; call each (or aggregate metrics) for a fleet view.
+
+    Errors: none beyond transport errors.
+    """
+    GetStreamStats: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetStreamStatsRequest, _admin_service_pb2.GetStreamStatsResponse]  # type: ignore[assignment]
+    """GetStreamStats returns this process's StreamTrades figures: streams open now, and streams
+    cut off since start because their client fell behind (docs/streams.md).
+
+    With several worker processes each reports its own.
 
     Errors: none beyond transport errors.
     """
@@ -69,6 +85,20 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Counters are cumulative since the process started. With several worker processes each
         reports its own; call each (or aggregate metrics) for a fleet view.
+
+        Errors: none beyond transport errors.
+        """
+
+    @_abc_1.abstractmethod
+    def GetStreamStats(
+        self,
+        request: _admin_service_pb2.GetStreamStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.GetStreamStatsResponse, _abc.Awaitable[_admin_service_pb2.GetStreamStatsResponse]]:
+        """GetStreamStats returns this process's StreamTrades figures: streams open now, and streams
+        cut off since start because their client fell behind (docs/streams.md).
+
+        With several worker processes each reports its own.
 
         Errors: none beyond transport errors.
         """
