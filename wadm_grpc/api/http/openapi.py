@@ -19,6 +19,7 @@ from wadm_grpc.api.http.routes import Route
 from wadm_grpc.api.http.schemas import (
     DURATION_PATTERN,
     SCHEMA_REF_PREFIX,
+    STATUS,
     AnswerSchemas,
     Schema,
     enum_values_text,
@@ -37,28 +38,14 @@ PRETTY_PARAMETER = "#/components/parameters/pretty"
 _SCALAR_MESSAGES = frozenset({"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"})
 _INT64_TYPES = frozenset({FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_SFIXED64})
 _UINT64_TYPES = frozenset({FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64})
-
-_STATUS: Schema = {
-    "type": "object",
-    "description": "google.rpc.Status: the gRPC status of the failed call. The HTTP status follows "
-    "grpc-gateway's table (INVALID_ARGUMENT 400, NOT_FOUND 404, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, ...).",
-    "properties": {
-        "code": {"type": "integer", "format": "int32", "description": "The google.rpc.Code (3 INVALID_ARGUMENT, ...)."},
-        "message": {"type": "string", "description": "For people; bounded in length."},
-        "details": {
-            "type": "array",
-            "description": "Rich details, each tagged by `@type`: `type.googleapis.com/google.rpc.BadRequest` "
-            "(`field_violations` naming every bad field), `google.rpc.RetryInfo` (`retry_delay`, also sent as "
-            "Retry-After), `google.rpc.RequestInfo` (`request_id` of an INTERNAL error).",
-            "items": {
-                "type": "object",
-                "properties": {"@type": {"type": "string", "description": "type.googleapis.com/<message name>"}},
-                "required": ["@type"],
-            },
-        },
-    },
-    "required": ["code", "message", "details"],
-    "additionalProperties": False,
+# Values "Try it out" starts from (and schemathesis's examples phase sends), by request field name: the
+# demo feed's and the tests' data, so the first click answers 200.
+PARAMETER_EXAMPLES: dict[str, object] = {
+    "symbol": "BTCUSDT",
+    "symbols": ["BTCUSDT", "ETHUSDT"],
+    "exchanges": ["binance"],
+    "timeframe": "1m",
+    "window": "24h",
 }
 
 
@@ -68,7 +55,7 @@ def build_openapi(
     """The OpenAPI 3.1 document for `routes` (and the gateway's own health paths)."""
     comments = load_comments()
     answers = AnswerSchemas(comments)
-    answers.components[STATUS_SCHEMA] = _STATUS
+    answers.components[STATUS_SCHEMA] = STATUS
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         operation = _operation(route, answers, comments)
@@ -265,6 +252,8 @@ def _parameter(path: str, request: Descriptor, comments: dict[str, str], *, wher
     }
     if where == "path":
         parameter["required"] = True
+    if field.name in PARAMETER_EXAMPLES:
+        parameter["example"] = PARAMETER_EXAMPLES[field.name]
     return parameter
 
 

@@ -48,6 +48,31 @@ _TIMESTAMP = "google.protobuf.Timestamp"
 _DURATION = "google.protobuf.Duration"
 
 
+# google.rpc.Status as errors.py renders it (googleapis' comments are not in wadm.binpb).
+STATUS: Schema = {
+    "type": "object",
+    "description": "google.rpc.Status: the gRPC status of the failed call. The HTTP status follows "
+    "grpc-gateway's table (INVALID_ARGUMENT 400, NOT_FOUND 404, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503, ...).",
+    "properties": {
+        "code": {"type": "integer", "format": "int32", "description": "The google.rpc.Code (3 INVALID_ARGUMENT, ...)."},
+        "message": {"type": "string", "description": "For people; bounded in length."},
+        "details": {
+            "type": "array",
+            "description": "Rich details, each tagged by `@type`: `type.googleapis.com/google.rpc.BadRequest` "
+            "(`field_violations` naming every bad field), `google.rpc.RetryInfo` (`retry_delay`, also sent as "
+            "Retry-After), `google.rpc.RequestInfo` (`request_id` of an INTERNAL error).",
+            "items": {
+                "type": "object",
+                "properties": {"@type": {"type": "string", "description": "type.googleapis.com/<message name>"}},
+                "required": ["@type"],
+            },
+        },
+    },
+    "required": ["code", "message", "details"],
+    "additionalProperties": False,
+}
+
+
 def load_comments() -> dict[str, str]:
     """The leading comment of every message, field, oneof, enum, enum value, service and method of the
     project's protos, by full name (enum values as `<enum full name>.<VALUE>`)."""
