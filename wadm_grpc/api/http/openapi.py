@@ -66,7 +66,7 @@ def build_openapi(
         readiness = _health_operation(readiness_path, "Readiness: 200 while the gRPC server reports SERVING.")
         readiness["responses"]["503"] = {"$ref": ERROR_RESPONSE}
         paths[readiness_path] = {"get": readiness}
-    services = sorted({route.rpc.containing_service for route in routes}, key=lambda s: s.full_name)
+    services = list(dict.fromkeys(route.rpc.containing_service for route in routes))  # in the routes' order
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": TITLE, "version": _version(), "description": _INFO},
@@ -114,6 +114,12 @@ def operation_id(route: Route) -> str:
     return f"{route.rpc.name}_" + "_".join(literals[-2:])
 
 
+def summary(comment: str) -> str:
+    """The comment's first sentence, on one line."""
+    first = comment.split("\n\n", 1)[0].replace("\n", " ")
+    return first.split(". ", 1)[0].rstrip(".") + "."
+
+
 def _operation(route: Route, answers: AnswerSchemas, comments: dict[str, str]) -> dict[str, Any]:
     if route.body:
         # No route takes a body yet: describing one needs request-side schemas (nothing `required`).
@@ -134,7 +140,7 @@ def _operation(route: Route, answers: AnswerSchemas, comments: dict[str, str]) -
     return {
         "operationId": operation_id(route),
         "tags": [route.rpc.containing_service.name],
-        "summary": rpc_comment.split("\n", 1)[0],
+        "summary": summary(rpc_comment),
         "description": f"{rpc_comment}\n\n{grpc_note}",
         "parameters": parameters,
         "responses": _stream_responses(route, answers) if route.server_streaming else _unary_responses(route, answers),
