@@ -16,6 +16,7 @@ OUT = ROOT / "wadm_grpc" / "pb"
 # Generated modules import each other as `wadm.market.v1...`; they live under `wadm_grpc.pb`.
 # mypy-protobuf's plugins are installed beside this interpreter.
 BIN = Path(sys.executable).parent
+DESCRIPTOR_SET = "wadm.binpb"  # a FileDescriptorSet of protos/wadm with source info (comments)
 IMPORT = re.compile(r"^(from|import) wadm\.", re.MULTILINE)
 
 
@@ -36,6 +37,9 @@ def main() -> int:
             f"--mypy_out={OUT}",
             f"--grpc_python_out={OUT}",
             f"--mypy_grpc_out={OUT}",
+            # The generated modules drop the protos' comments; the OpenAPI document reads them from here.
+            f"--descriptor_set_out={OUT / DESCRIPTOR_SET}",
+            "--include_source_info",
             *sources,
         ]
     )

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from wadm_grpc.api.http.docs import docs_routes
 from wadm_grpc.api.http.errors import error_response, simple_status, status_of_exception
 from wadm_grpc.api.http.forward import Upstream
 from wadm_grpc.api.http.gateway import Gateway, is_pretty
@@ -92,7 +93,10 @@ def build_app(
         response = await endpoint(Request(scope, receive))
         await response(scope, receive, send)
 
-    app = Starlette(middleware=middleware, exception_handlers={HTTPException: http_error, Exception: unexpected})
+    docs = docs_routes(gateway.router.routes, liveness_paths=LIVENESS_PATHS, readiness_path=READINESS_PATH)
+    app = Starlette(
+        routes=docs, middleware=middleware, exception_handlers={HTTPException: http_error, Exception: unexpected}
+    )
     # Every path and method no Starlette route claims reaches the gateway (Starlette's own 404/405 never
     # answer); routes added later (a WebSocket, an OpenAPI document) are matched first.
     app.router.default = fallback
