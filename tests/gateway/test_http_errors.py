@@ -85,6 +85,14 @@ async def test_not_found_unknown_path_and_wrong_method(gateway: Gatewayed) -> No
         assert response.headers["content-type"] == "application/json"
 
 
+async def test_a_wrong_method_on_the_documentation_routes_is_status_json_with_allow(gateway: Gatewayed) -> None:
+    wrong = await gateway.client.post("/api/openapi.json")
+
+    assert wrong.status_code == 405
+    assert "GET" in wrong.headers["allow"]
+    assert wrong.json()["code"] == code_pb2.UNIMPLEMENTED
+
+
 async def test_the_client_deadline_is_the_calls_deadline(gateway: Gatewayed) -> None:
     expired = await gateway.client.get("/api/v1/market/symbols", headers={"Grpc-Timeout": "1n"})
     malformed = await gateway.client.get("/api/v1/market/symbols", headers={"Grpc-Timeout": "soon"})

@@ -69,8 +69,14 @@ def build_app(
 
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
-        code = code_pb2.NOT_FOUND if error.status_code == 404 else code_pb2.INVALID_ARGUMENT
-        return error_response(simple_status(code, str(error.detail)[:200]), http_status_code=error.status_code)
+        # Starlette's own routes (the OpenAPI document, Swagger UI) raise these; answer like the gateway does.
+        codes = {404: code_pb2.NOT_FOUND, 405: code_pb2.UNIMPLEMENTED}
+        code = codes.get(error.status_code, code_pb2.INVALID_ARGUMENT)
+        return error_response(
+            simple_status(code, str(error.detail)[:200]),
+            http_status_code=error.status_code,
+            headers=dict(error.headers or {}),
+        )
 
     async def unexpected(request: Request, error: Exception) -> Response:
         return error_response(status_of_exception(error, where=f"http {request.method}"))
