@@ -62,6 +62,13 @@ async def receive(call: Call, count: int) -> list[Key]:
     return got
 
 
+async def drain(call: Call) -> None:
+    """Read until the stream ends (raising its error status)."""
+    async with asyncio.timeout(60):
+        while (await call.read()) is not grpc.aio.EOF:
+            pass
+
+
 def batch(seed: int, count: int, *symbols: str) -> list[Trade]:
     return make_trades(seed=seed, count=count, start_us=T0, spacing_us=1000, symbols=symbols, exchanges=("binance",))
 
@@ -191,9 +198,7 @@ async def test_a_client_that_stops_reading_is_cut_off(served: Running) -> None:
             await asyncio.sleep(0)  # let the stream's handler run: it writes until its transport is full
     assert published > 1000
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        async with asyncio.timeout(60):
-            while (await stalled.read()) is not grpc.aio.EOF:
-                pass
+        await drain(stalled)
     details = error_details(raised.value)
     assert details.code is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert details.retry_after_seconds == 1.0
