@@ -10,6 +10,7 @@ INSTALLED := $(VENV)/.installed
 BUF_VERSION := 1.75.0
 BUF := .build/node_modules/.bin/buf
 GOOGLE_API := protos/google/api
+GOOGLE_RPC := protos/google/rpc
 
 .PHONY: help venv run test test-mongo lint fmt protos check-protos buf-lint breaking bench redis-server chromium clean
 
@@ -56,6 +57,11 @@ $(GOOGLE_API)/annotations.proto: $(INSTALLED)
 	site=$$($(BIN)/python -c 'import google.api.annotations_pb2 as m, pathlib; print(pathlib.Path(m.__file__).parent)'); \
 	cp "$$site/annotations.proto" "$$site/http.proto" $(GOOGLE_API)/
 
+$(GOOGLE_RPC)/status.proto: $(INSTALLED)
+	mkdir -p $(GOOGLE_RPC)
+	site=$$($(BIN)/python -c 'import google.rpc.status_pb2 as m, pathlib; print(pathlib.Path(m.__file__).parent)'); \
+	cp "$$site/status.proto" $(GOOGLE_RPC)/
+
 protos: $(INSTALLED) ## regenerate wadm_grpc/pb from protos/
 	$(BIN)/python protos/generate.py 2>/dev/null
 
@@ -63,14 +69,14 @@ check-protos: protos ## fail if the committed generated code is stale
 	@git diff --exit-code --stat -- wadm_grpc/pb && test -z "$$(git status --porcelain -- wadm_grpc/pb)" \
 		|| { echo "wadm_grpc/pb is stale: run 'make protos' and commit"; exit 1; }
 
-buf-lint: $(BUF) $(GOOGLE_API)/annotations.proto ## buf lint protos/
+buf-lint: $(BUF) $(GOOGLE_API)/annotations.proto $(GOOGLE_RPC)/status.proto ## buf lint protos/
 	cd protos && ../$(BUF) lint
 
-breaking: $(BUF) $(GOOGLE_API)/annotations.proto ## buf breaking against main (AGAINST=ref to override)
-	@# The ref's protos/ lacks the git-ignored google/api imports: compare against an export with them added.
+breaking: $(BUF) $(GOOGLE_API)/annotations.proto $(GOOGLE_RPC)/status.proto ## buf breaking against main (AGAINST=ref to override)
+	@# The ref's protos/ lacks the git-ignored google/ imports: compare against an export with them added.
 	against=$$(mktemp -d); trap 'rm -rf "$$against"' EXIT; \
 	git archive "$${AGAINST:-main}" protos | tar -x -C "$$against"; \
-	mkdir -p "$$against/$(GOOGLE_API)" && cp $(GOOGLE_API)/*.proto "$$against/$(GOOGLE_API)/"; \
+	cp -r protos/google "$$against/protos/"; \
 	cd protos && ../$(BUF) breaking --against "$$against/protos"
 
 lint: $(INSTALLED) buf-lint check-protos ## ruff, ruff format --check, mypy --strict, buf lint, generated-code freshness
@@ -86,4 +92,4 @@ bench: $(INSTALLED) ## benchmarks (ratios against in-run baselines); writes benc
 	$(BIN)/python -m bench
 
 clean: ## remove the environment and build outputs (not var/ data)
-	rm -rf $(VENV) .build $(GOOGLE_API) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .build protos/google .mypy_cache .ruff_cache .pytest_cache

@@ -15,7 +15,9 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from wadm_grpc.api.http.docs import docs_routes
 from wadm_grpc.api.http.errors import error_response, simple_status, status_of_exception
@@ -23,6 +25,8 @@ from wadm_grpc.api.http.forward import Upstream
 from wadm_grpc.api.http.gateway import Gateway, is_pretty
 from wadm_grpc.api.http.render import AnswerRenderer, dumps
 from wadm_grpc.api.http.routes import Router, build_routes
+from wadm_grpc.api.http.websocket import PATH as TRADES_SOCKET_PATH
+from wadm_grpc.api.http.websocket import serve_trades_socket
 
 LIVENESS_PATHS = ("/healthz", "/api/v1/system/health")
 READINESS_PATH = "/readyz"
@@ -100,8 +104,14 @@ def build_app(
         await response(scope, receive, send)
 
     docs = docs_routes(gateway.router.routes, liveness_paths=LIVENESS_PATHS, readiness_path=READINESS_PATH)
+
+    async def trades_socket(websocket: WebSocket) -> None:
+        await serve_trades_socket(websocket, upstream)
+
     app = Starlette(
-        routes=docs, middleware=middleware, exception_handlers={HTTPException: http_error, Exception: unexpected}
+        routes=[*docs, WebSocketRoute(TRADES_SOCKET_PATH, trades_socket)],
+        middleware=middleware,
+        exception_handlers={HTTPException: http_error, Exception: unexpected},
     )
     # Every path and method no Starlette route claims reaches the gateway (Starlette's own 404/405 never
     # answer); routes added later (a WebSocket, an OpenAPI document) are matched first.
