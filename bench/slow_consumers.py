@@ -151,11 +151,11 @@ async def _stalled(server: ServerProcess) -> dict[str, object]:
             await channel.close()
 
 
-async def _churn(server: ServerProcess) -> dict[str, object]:
+async def _churn(server: ServerProcess, streams: int = CHURN) -> dict[str, object]:
     publisher = _Publisher(server.target)
     channels = [
         grpc.aio.insecure_channel(server.target, options=CHANNEL_OPTIONS)
-        for _ in range(math.ceil(CHURN / STREAMS_PER_CHANNEL))
+        for _ in range(math.ceil(streams / STREAMS_PER_CHANNEL))
     ]
     figures: dict[str, object] = {}
     try:
@@ -163,7 +163,7 @@ async def _churn(server: ServerProcess) -> dict[str, object]:
         await asyncio.sleep(SETTLE_SECONDS)
         figures["rss_mib_before"] = server.rss_mib()
         for round_ in range(1, CHURN_ROUNDS + 1):
-            calls = _open(channels, CHURN)
+            calls = _open(channels, streams)
             await asyncio.gather(*(call.initial_metadata() for call in calls[:1]))
             for _ in range(20):  # every stream gets trades its client does not read
                 await publisher.acknowledge()
@@ -189,13 +189,19 @@ async def run(data: Datasets | None = None) -> SectionResult:
             stalled = await _stalled(server)
         async with wadm_server("wadm", Path(directory) / "churn.duckdb") as server:
             churn = await _churn(server)
+        # The same procedure with one stream: what ingest and connections alone leave (the baseline).
+        async with wadm_server("wadm", Path(directory) / "control.duckdb") as server:
+            control = {f"control_{name}": value for name, value in (await _churn(server, 1)).items()}
     table = Table(
         f"Slow consumers: {STALLED:,} streams that never read; {CHURN:,} streams opened, fed and cancelled",
         ["figure", "value"],
     )
-    for name, value in {**stalled, **churn}.items():
+    for name, value in {**stalled, **churn, **control}.items():
         table.add(name, f"{value:.1f}" if isinstance(value, float) else str(value))
-    return SectionResult("slow-consumers", [table], {"stalled": stalled, "churn": churn})
+    after, baseline = churn["rss_mib_after_cancel_3"], control["control_rss_mib_after_cancel_3"]
+    assert isinstance(after, float) and isinstance(baseline, float)
+    table.add("RSS after the last round vs the one-stream baseline (target <= 1.2)", f"{after / baseline:.2f}x")
+    return SectionResult("slow-consumers", [table], {"stalled": stalled, "churn": churn, "control": control})
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from wadm_grpc.cache.tiered import TieredCache
 from wadm_grpc.config import Settings
 from wadm_grpc.domain.clock import SystemClock
 from wadm_grpc.feeds.demo import DemoFeed
+from wadm_grpc.memory_release import release_after_stream_bursts
 from wadm_grpc.ports import Clock, LiveTradeSource, TradeBus, TradeStore
 from wadm_grpc.redis_connection import redis_client
 from wadm_grpc.services.candles import CandleService
@@ -255,6 +256,7 @@ async def serve(settings: Settings, *, worker: int = 0) -> None:
         start_demo_feed(app)
     if worker == 0:  # one process tails collectors' inserts; the bus carries them to the others
         start_collector_feed(app)
+    app.run_in_background(release_after_stream_bursts(app.streams), "memory-release")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -56,10 +56,11 @@ E = TypeVar("E")
 
 @dataclass(frozen=True, slots=True)
 class StreamStats:
-    """Streams of this process: open now, and cut off for falling behind since start."""
+    """Streams of this process: open now, cut off for falling behind since start, and ended since start."""
 
     live_streams: int
     cut_off_streams: int
+    ended_streams: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +104,11 @@ class StreamService:
         self._max_message_trades = max_message_trades
         self._live = 0
         self._cut_off = 0
+        self._ended = 0
 
     def stats(self) -> StreamStats:
         """Counters of this process."""
-        return StreamStats(live_streams=self._live, cut_off_streams=self._cut_off)
+        return StreamStats(live_streams=self._live, cut_off_streams=self._cut_off, ended_streams=self._ended)
 
     @staticmethod
     def check(symbols: Sequence[str], exchanges: Sequence[str], heartbeat_seconds: float | None) -> StreamRequest:
@@ -163,6 +165,7 @@ class StreamService:
             raise
         finally:
             self._live -= 1
+            self._ended += 1
             subscription.close()
 
     async def subscribe_trades(self, commands: AsyncIterator[Command], deliver: DeliverAny) -> None:
@@ -213,6 +216,7 @@ class StreamService:
             raise
         finally:
             self._live -= 1
+            self._ended += 1
             subscription.close()
             for task in (reader, fetch):
                 if task is not None:
