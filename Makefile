@@ -11,7 +11,7 @@ BUF_VERSION := 1.75.0
 BUF := .build/node_modules/.bin/buf
 GOOGLE_API := protos/google/api
 
-.PHONY: help venv run test test-mongo lint fmt protos check-protos buf-lint breaking bench redis-server clean
+.PHONY: help venv run test test-mongo lint fmt protos check-protos buf-lint breaking bench redis-server chromium clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,7 +35,13 @@ redis-server: ## make sure Debian's redis-server is installed (tests start their
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server; }
 
-test: $(INSTALLED) redis-server ## run the whole test suite
+chromium: ## make sure Debian's chromium is installed (the market page's browser test drives it)
+	@command -v chromium >/dev/null || { \
+		echo "installing chromium"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+test: $(INSTALLED) redis-server chromium ## run the whole test suite
 	$(BIN)/pytest
 
 test-mongo: $(INSTALLED) ## run the store contract suite against a real MongoDB (needs MONGODB_URI)

@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from wadm_grpc.api.http.errors import error_response, simple_status, status_of_exception
 from wadm_grpc.api.http.forward import Upstream
 from wadm_grpc.api.http.gateway import Gateway, is_pretty
+from wadm_grpc.api.http.page import page_routes
 from wadm_grpc.api.http.render import AnswerRenderer, dumps
 from wadm_grpc.api.http.routes import Router, build_routes
 
@@ -92,7 +93,11 @@ def build_app(
         response = await endpoint(Request(scope, receive))
         await response(scope, receive, send)
 
-    app = Starlette(middleware=middleware, exception_handlers={HTTPException: http_error, Exception: unexpected})
+    app = Starlette(
+        routes=page_routes(),
+        middleware=middleware,
+        exception_handlers={HTTPException: http_error, Exception: unexpected},
+    )
     # Every path and method no Starlette route claims reaches the gateway (Starlette's own 404/405 never
     # answer); routes added later (a WebSocket, an OpenAPI document) are matched first.
     app.router.default = fallback
