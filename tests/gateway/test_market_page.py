@@ -110,7 +110,10 @@ async def open_page_and_watch_live_trades(gateway: Gatewayed, page: Page, query:
     assert await page.get_attribute("#chart", "data-candles") == str(len(stored) + 1)
 
     rows = await page.eval_on_selector_all("#tape tr", "rows => rows.map(r => r.innerText.split('\\t'))")
-    assert rows == [["00:09:58", "sell", "61230.1", "0.0375"], ["00:09:57", "buy", "61234.50", "0.125"]]
+    assert rows == [
+        ["00:09:58", "binance", "sell", "61230.1", "0.0375"],
+        ["00:09:57", "binance", "buy", "61234.50", "0.125"],
+    ]
     # The in-progress candle the page built from trades is the one the server now computes.
     last = (await server_candles(gateway))[-1]
     assert (last["open"], last["high"], last["low"], last["close"], last["volume"], last["trade_count"]) == (

@@ -236,7 +236,9 @@ function addToTape(trade) {
   row.className = buy ? "buy" : "sell";
   row.dataset.tradeId = trade.trade_id;
   row.dataset.price = trade.price;
-  for (const text of [clockText(trade.time), buy ? "buy" : "sell", trade.price, trade.quantity]) {
+  row.title = `${trade.exchange} trade ${trade.trade_id} at ${trade.time}`;
+  // Several exchanges interleave: their clocks and delays differ, so times are not strictly ordered.
+  for (const text of [clockText(trade.time), trade.exchange, buy ? "buy" : "sell", trade.price, trade.quantity]) {
     const cell = document.createElement("td");
     cell.textContent = text;
     row.appendChild(cell);
