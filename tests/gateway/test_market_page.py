@@ -178,3 +178,25 @@ async def test_the_page_and_its_assets_are_served_with_a_strict_policy(gateway: 
     assert posted.status_code == 405
     assert posted.headers["allow"] == "GET, HEAD"
     assert json.loads(posted.text)["code"] == 12
+
+
+async def test_a_new_timeframe_redraws_from_the_server_and_stays_in_the_address(
+    gateway: Gatewayed, browsed: Browsed
+) -> None:
+    page = browsed.page
+    response = await gateway.client.get("/api/v1/market/candles/BTCUSDT/5m?limit=120")
+    five_minute = response.json()["candles"]
+    assert 0 < len(five_minute) < len(await server_candles(gateway))  # a different drawing than 1m
+
+    await page.goto(f"{gateway.base_url}/?transport=ndjson")
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+    await page.select_option("#timeframe", "5m")
+
+    await expect(page.locator("#chart")).to_have_attribute("data-candles", str(len(five_minute)), timeout=WAIT_MS)
+    await expect(page.locator("#chart")).to_have_attribute("data-last-close", five_minute[-1]["close"])
+    assert page.url.endswith("?transport=ndjson&symbol=BTCUSDT&timeframe=5m")
+    # A reload (or a shared link) opens the same view.
+    await page.reload()
+    await expect(page.locator("#chart")).to_have_attribute("data-candles", str(len(five_minute)), timeout=WAIT_MS)
+    assert await page.input_value("#timeframe") == "5m"
+    assert browsed.errors == []
