@@ -54,7 +54,8 @@ $(BUF):
 $(GOOGLE_API)/annotations.proto: $(INSTALLED)
 	mkdir -p $(GOOGLE_API)
 	site=$$($(BIN)/python -c 'import google.api.annotations_pb2 as m, pathlib; print(pathlib.Path(m.__file__).parent)'); \
-	cp "$$site/annotations.proto" "$$site/http.proto" $(GOOGLE_API)/
+	cp "$$site/annotations.proto" "$$site/http.proto" $(GOOGLE_API)/; \
+	mkdir -p protos/google/rpc && cp "$$site/../rpc/status.proto" protos/google/rpc/
 
 protos: $(INSTALLED) ## regenerate wadm_grpc/pb from protos/
 	$(BIN)/python protos/generate.py 2>/dev/null

@@ -94,6 +94,12 @@ class Subscription(Protocol):
         elsewhere, e.g. in a write to its client, learns it at once."""
         ...
 
+    def change(self, symbols: frozenset[str], exchanges: frozenset[str]) -> None:
+        """Receive trades of `symbols` on `exchanges` (every exchange if empty) from now on, at once:
+        a symbol selected before and after loses and repeats no trade; buffered trades no longer
+        selected are dropped. Does nothing once the subscription ended."""
+        ...
+
     def close(self) -> None:
         """Stop receiving; idempotent."""
         ...

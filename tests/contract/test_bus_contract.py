@@ -336,3 +336,28 @@ async def test_an_outage_longer_than_the_outbox_drops_the_oldest_and_counts_them
         assert (bus.stats().pending_trades, bus.stats().dropped_trades) == (20, 20)
     finally:
         await bus.close(flush_timeout_seconds=0)
+
+
+async def test_a_changed_subscription_keeps_its_remaining_symbols_exactly(bus: CountingBus) -> None:
+    trades = make_trades(seed=9, count=120, start_us=T0, spacing_us=1000, symbols=SYMBOLS)
+    subscription = bus.subscribe(frozenset({"BTCUSDT", "ETHUSDT"}), frozenset())
+    await bus.publish(trades[:40])
+    await bus.publish([marker(1)])
+    assert await receive_until(subscription, marker(1)) == [t for t in trades[:40] if t.symbol != "SOLUSDT"] + [
+        marker(1)
+    ]
+
+    await bus.publish(trades[40:80])  # may still be on its way (Redis) when the change comes
+    subscription.change(frozenset({"BTCUSDT", "SOLUSDT"}), frozenset())
+    await bus.publish(trades[80:])
+    await bus.publish([marker(2)])
+    after = await receive_until(subscription, marker(2))
+
+    assert [t for t in after if t.symbol == "BTCUSDT"] == [t for t in trades[40:] if t.symbol == "BTCUSDT"] + [
+        marker(2)
+    ]
+    assert not [t for t in after if t.symbol == "ETHUSDT"]  # buffered ones dropped too
+    sol = [t for t in after if t.symbol == "SOLUSDT"]
+    sol_after_change = [t for t in trades[80:] if t.symbol == "SOLUSDT"]
+    assert sol[len(sol) - len(sol_after_change) :] == sol_after_change
+    subscription.close()

@@ -63,6 +63,16 @@ class MemorySubscription:
         self._pending.extend(trades)
         self._wake.set()
 
+    def change(self, symbols: frozenset[str], exchanges: frozenset[str]) -> None:
+        """Receive trades of `symbols` on `exchanges` from now on; buffered trades no longer selected are
+        dropped. Synchronous, so no publish falls between: a symbol kept loses and repeats no trade."""
+        if self._closed or self._error is not None:
+            return
+        self._bus.move(self, symbols)
+        self.symbols = symbols
+        self.exchanges = exchanges
+        self._pending = [t for t in self._pending if t.symbol in symbols and (not exchanges or t.exchange in exchanges)]
+
     def fail(self, error: WadmError) -> None:
         """End the subscription: the iterator raises `error` (buffered trades are dropped)."""
         if self._error is None and not self._closed:
@@ -145,6 +155,12 @@ class InProcessTradeBus:
             self._by_symbol[symbol].add(subscription)
         self._membership_changed.set()
         return subscription
+
+    def move(self, subscription: MemorySubscription, symbols: frozenset[str]) -> None:
+        """Index `subscription` under `symbols` instead of its current ones (called by the subscription)."""
+        self.remove(subscription)
+        for symbol in symbols:
+            self._by_symbol[symbol].add(subscription)
 
     def remove(self, subscription: MemorySubscription) -> None:
         """Forget a subscription (called by the subscription itself)."""

@@ -10,13 +10,23 @@ Messages carry at most `max_message_trades` trades, so what one stalled write pi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from wadm_grpc.domain.errors import ResourceExhaustedError, Violations
+from wadm_grpc.domain.errors import ResourceExhaustedError, Violations, WadmError
 from wadm_grpc.domain.names import check_exchanges, symbol_problem
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.ports import Clock, Subscription, TradeBus
+from wadm_grpc.services.trade_subscriptions import (
+    Command,
+    Ping,
+    Pong,
+    Refused,
+    Subscribe,
+    Subscribed,
+    SymbolSelection,
+)
 
 MAX_SYMBOLS = 100
 DEFAULT_HEARTBEAT_SECONDS = 15.0
@@ -39,6 +49,9 @@ class Heartbeat:
 
 Event = list[Trade] | Heartbeat
 Deliver = Callable[[Event], Awaitable[None]]
+SubscriptionEvent = list[Trade] | Heartbeat | Subscribed | Pong | Refused
+DeliverAny = Callable[[SubscriptionEvent], Awaitable[None]]
+E = TypeVar("E")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +165,62 @@ class StreamService:
             self._live -= 1
             subscription.close()
 
-    async def _deliver(self, event: Event, deliver: Deliver, delivery: _Delivery, subscription: Subscription) -> None:
+    async def subscribe_trades(self, commands: AsyncIterator[Command], deliver: DeliverAny) -> None:
+        """SubscribeTrades: apply the client's `commands` as they come (each answered: Subscribed, Pong or
+        Refused) while handing trades of the current symbols and heartbeats to `deliver`, one event at a
+        time, under the same slow-consumer policy as `stream_trades`. Changes go through one bus
+        subscription (`Subscription.change`), so a symbol that stays loses and repeats nothing. When the
+        client stops sending, the stream goes on until it is cancelled or ended by the bus.
+        """
+        subscription = self._bus.subscribe(frozenset(), frozenset())
+        delivery = _Delivery()
+        subscription.on_end(delivery.interrupt)
+        selection = SymbolSelection()
+        heartbeat_seconds = DEFAULT_HEARTBEAT_SECONDS
+        loop = asyncio.get_running_loop()
+        last_sent = loop.time()
+        # Two waits at once (the client's next command, the bus's next trades), each a task kept across
+        # rounds, so neither is lost when the other wins.
+        reader: asyncio.Task[Command | None] | None = asyncio.ensure_future(_next_command(commands))
+        fetch: asyncio.Task[list[Trade] | None] | None = None
+        self._live += 1
+        try:
+            while True:
+                if fetch is None:
+                    fetch = asyncio.ensure_future(subscription.get(MAX_HEARTBEAT_SECONDS))
+                waits: set[asyncio.Future[object]] = {fetch} if reader is None else {fetch, reader}  # type: ignore[arg-type]
+                idle_left = max(0.0, last_sent + heartbeat_seconds - loop.time())
+                done, _ = await asyncio.wait(waits, timeout=idle_left, return_when=asyncio.FIRST_COMPLETED)
+                if fetch in done:  # first: trades taken before a command in the same round predate it
+                    batch, fetch = fetch.result(), None
+                    wanted = selection.wanted(batch) if batch else []
+                    step = self._max_message_trades
+                    for start in range(0, len(wanted), step):
+                        await self._deliver(wanted[start : start + step], deliver, delivery, subscription)
+                        last_sent = loop.time()
+                if reader is not None and reader in done:
+                    command = reader.result()
+                    reader = None if command is None else asyncio.ensure_future(_next_command(commands))
+                    if command is not None:
+                        answer, heartbeat_seconds = _apply(command, selection, subscription, heartbeat_seconds)
+                        await self._deliver(answer, deliver, delivery, subscription)
+                        last_sent = loop.time()
+                if not done:
+                    await self._deliver(Heartbeat(self._clock.now_us()), deliver, delivery, subscription)
+                    last_sent = loop.time()
+        except ResourceExhaustedError:
+            self._cut_off += 1
+            raise
+        finally:
+            self._live -= 1
+            subscription.close()
+            for task in (reader, fetch):
+                if task is not None:
+                    task.cancel()
+
+    async def _deliver(
+        self, event: E, deliver: Callable[[E], Awaitable[None]], delivery: _Delivery, subscription: Subscription
+    ) -> None:
         try:
             async with asyncio.timeout(self._stall_seconds) as deadline:
                 delivery.deadline = deadline
@@ -168,3 +236,34 @@ class StreamService:
             ) from None
         finally:
             delivery.deadline = None
+
+
+async def _next_command(commands: AsyncIterator[Command]) -> Command | None:
+    return await anext(commands, None)
+
+
+def _apply(
+    command: Command, selection: SymbolSelection, subscription: Subscription, heartbeat_seconds: float
+) -> tuple[Subscribed | Pong | Refused, float]:
+    """The answer to `command` and the heartbeat interval after it; a change reaches the bus at once."""
+    if isinstance(command, Ping):
+        return Pong(), heartbeat_seconds
+    if isinstance(command, Refused):
+        return command, heartbeat_seconds
+    try:
+        if isinstance(command, Subscribe):
+            problems = Violations()
+            interval = command.heartbeat_seconds
+            if interval is not None and not MIN_HEARTBEAT_SECONDS <= interval <= MAX_HEARTBEAT_SECONDS:
+                problems.add(
+                    "heartbeat_interval",
+                    f"must be between {MIN_HEARTBEAT_SECONDS:g} and {MAX_HEARTBEAT_SECONDS:g} seconds",
+                )
+            selection.subscribe(command, problems)
+            heartbeat_seconds = heartbeat_seconds if interval is None else interval
+        else:
+            selection.unsubscribe(command)
+    except WadmError as error:
+        return Refused(error), heartbeat_seconds
+    subscription.change(selection.symbols, selection.bus_exchanges)
+    return selection.subscribed(), heartbeat_seconds

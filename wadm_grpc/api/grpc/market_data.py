@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from wadm_grpc.api.grpc import convert
-from wadm_grpc.api.grpc.errors import Context, end_call, unary
+from wadm_grpc.api.grpc.errors import Context, end_call, status_of, unary
 from wadm_grpc.api.grpc.stream_wire import TradeBatchEncoder
 from wadm_grpc.domain.aggregate import Candle
 from wadm_grpc.domain.decimals import to_wire
-from wadm_grpc.domain.errors import Violations
+from wadm_grpc.domain.errors import InvalidArgumentError, Violations
 from wadm_grpc.domain.stats import MarketStats
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
@@ -15,9 +17,37 @@ from wadm_grpc.services.candles import CandleService, CandlesRequest
 from wadm_grpc.services.orderbook import Orderbook, OrderbookService
 from wadm_grpc.services.read_cache import answer_ttl_seconds
 from wadm_grpc.services.stats import MultiStats, StatsService
-from wadm_grpc.services.streaming import Heartbeat, StreamService
+from wadm_grpc.services.streaming import Heartbeat, StreamService, SubscriptionEvent
 from wadm_grpc.services.symbols import SymbolService
+from wadm_grpc.services.trade_subscriptions import (
+    Command,
+    Ping,
+    Pong,
+    Refused,
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+)
 from wadm_grpc.services.trades import TradeService, TradesRequest
+
+
+def _command(request: md.SubscribeTradesRequest) -> Command:
+    operation = request.WhichOneof("operation")
+    if operation == "subscribe":
+        sub = request.subscribe
+        heartbeat = sub.heartbeat_interval.ToNanoseconds() / 1e9 if sub.HasField("heartbeat_interval") else None
+        return Subscribe(list(sub.symbols), list(sub.exchanges), heartbeat)
+    if operation == "unsubscribe":
+        return Unsubscribe(list(request.unsubscribe.symbols))
+    if operation == "ping":
+        return Ping()
+    return Refused(InvalidArgumentError.of("operation", "needs one of subscribe, unsubscribe, ping"))
+
+
+async def _commands(requests: AsyncIterator[md.SubscribeTradesRequest]) -> AsyncIterator[Command]:
+    async for request in requests:
+        yield _command(request)
+
 
 # Trailing metadata with a cached answer's TTL in seconds (the HTTP gateway turns it into Cache-Control).
 CACHE_TTL_METADATA = "x-cache-ttl"
@@ -175,3 +205,26 @@ class MarketDataServicer:
             await self._streams.stream_trades(checked, write, opened=lambda: context.send_initial_metadata(()))
         except Exception as error:  # CancelledError (the client left) is not caught: it must propagate
             end_call(context, error, rpc="StreamTrades")
+
+    async def SubscribeTrades(self, requests: AsyncIterator[md.SubscribeTradesRequest], context: Context) -> None:
+        """StreamTrades with a symbol set the client changes mid-stream; writes each message under the same
+        slow-consumer policy (services/streaming.py). A refused command is an `error` message, not the end."""
+
+        async def write(event: SubscriptionEvent) -> None:
+            if isinstance(event, list):
+                await context.write(self._encoder.encode_subscribed(event))  # pre-encoded, see stream_wire.py
+            elif isinstance(event, Heartbeat):
+                beat = md.Heartbeat(server_time=convert.timestamp(event.server_time_us))
+                await context.write(md.SubscribeTradesResponse(heartbeat=beat))
+            elif isinstance(event, Subscribed):
+                await context.write(md.SubscribeTradesResponse(subscribed=md.Subscribed(symbols=event.symbols)))
+            elif isinstance(event, Pong):
+                await context.write(md.SubscribeTradesResponse(pong=md.Pong()))
+            else:
+                error = status_of(event.error, rpc="SubscribeTrades")
+                await context.write(md.SubscribeTradesResponse(error=error))
+
+        try:
+            await self._streams.subscribe_trades(_commands(requests), write)
+        except Exception as error:  # CancelledError (the client left) is not caught: it must propagate
+            end_call(context, error, rpc="SubscribeTrades")

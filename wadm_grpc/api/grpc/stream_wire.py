@@ -17,6 +17,7 @@ from wadm_grpc.api.grpc import convert
 from wadm_grpc.domain.trade import Trade
 
 _FIELD_1_LENGTH_DELIMITED = b"\x0a"
+_FIELD_2_LENGTH_DELIMITED = b"\x12"
 # Enough for every trade of a second or two of heavy ingest; older ones are re-encoded if ever needed.
 DEFAULT_CACHE_TRADES = 65_536
 
@@ -54,6 +55,11 @@ class TradeBatchEncoder:
     def encode(self, trades: Sequence[Trade]) -> bytes:
         """The bytes of StreamTradesResponse(trades=TradeBatch(trades=trades))."""
         return _field_1(b"".join([self._framed(trade) for trade in trades]))
+
+    def encode_subscribed(self, trades: Sequence[Trade]) -> bytes:
+        """The bytes of SubscribeTradesResponse(trades=TradeBatch(trades=trades)): the batch is its field 2."""
+        batch = b"".join([self._framed(trade) for trade in trades])
+        return _FIELD_2_LENGTH_DELIMITED + _varint(len(batch)) + batch
 
 
 def serialize_response(message: bytes | Message) -> bytes:

@@ -15,7 +15,9 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from wadm_grpc.api.http.errors import error_response, simple_status, status_of_exception
 from wadm_grpc.api.http.forward import Upstream
@@ -23,6 +25,8 @@ from wadm_grpc.api.http.gateway import Gateway, is_pretty
 from wadm_grpc.api.http.page import page_routes
 from wadm_grpc.api.http.render import AnswerRenderer, dumps
 from wadm_grpc.api.http.routes import Router, build_routes
+from wadm_grpc.api.http.websocket import PATH as TRADES_SOCKET_PATH
+from wadm_grpc.api.http.websocket import serve_trades_socket
 
 LIVENESS_PATHS = ("/healthz", "/api/v1/system/health")
 READINESS_PATH = "/readyz"
@@ -93,8 +97,11 @@ def build_app(
         response = await endpoint(Request(scope, receive))
         await response(scope, receive, send)
 
+    async def trades_socket(websocket: WebSocket) -> None:
+        await serve_trades_socket(websocket, upstream)
+
     app = Starlette(
-        routes=page_routes(),
+        routes=[WebSocketRoute(TRADES_SOCKET_PATH, trades_socket), *page_routes()],
         middleware=middleware,
         exception_handlers={HTTPException: http_error, Exception: unexpected},
     )

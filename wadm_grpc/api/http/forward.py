@@ -79,6 +79,7 @@ class Upstream:
         self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = {}
         self._streams: dict[str, grpc.aio.UnaryStreamMultiCallable[bytes, bytes]] = {}
+        self._bidi: dict[str, grpc.aio.StreamStreamMultiCallable[bytes, bytes]] = {}
 
     def unary(self, path: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
         """The unary method at `path`, passing bytes through."""
@@ -94,6 +95,14 @@ class Upstream:
         if method is None:
             method = self.channel.unary_stream(path, request_serializer=None, response_deserializer=None)
             self._streams[path] = method
+        return method
+
+    def bidi(self, path: str) -> grpc.aio.StreamStreamMultiCallable[bytes, bytes]:
+        """The bidirectional-streaming method at `path`, passing bytes through."""
+        method = self._bidi.get(path)
+        if method is None:
+            method = self.channel.stream_stream(path, request_serializer=None, response_deserializer=None)
+            self._bidi[path] = method
         return method
 
     async def serving(self, *, deadline_seconds: float = 5.0) -> tuple[bool, str]:

@@ -10,6 +10,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.rpc import status_pb2 as _status_pb2
 from wadm_grpc.pb.wadm.market.v1 import trade_pb2 as _trade_pb2
 import builtins as _builtins
 import sys
@@ -989,3 +990,211 @@ class Heartbeat(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
+
+@_typing.final
+class SubscribeTradesRequest(_message.Message):
+    """SubscribeTradesRequest is one operation of a SubscribeTrades stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIBE_FIELD_NUMBER: _builtins.int
+    UNSUBSCRIBE_FIELD_NUMBER: _builtins.int
+    PING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def subscribe(self) -> Global___SubscribeSymbols:
+        """Add symbols (or change the exchanges of symbols already subscribed)."""
+
+    @_builtins.property
+    def unsubscribe(self) -> Global___UnsubscribeSymbols:
+        """Remove symbols."""
+
+    @_builtins.property
+    def ping(self) -> Global___Ping:
+        """Ask for a pong."""
+
+    def __init__(
+        self,
+        *,
+        subscribe: Global___SubscribeSymbols | None = ...,
+        unsubscribe: Global___UnsubscribeSymbols | None = ...,
+        ping: Global___Ping | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation", "ping", b"ping", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation", "ping", b"ping", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_operation: _TypeAlias = _typing.Literal["subscribe", "unsubscribe", "ping"]  # noqa: Y015
+    _WhichOneofArgType_operation: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_operation) -> _WhichOneofReturnType_operation | None: ...
+
+Global___SubscribeTradesRequest: _TypeAlias = SubscribeTradesRequest  # noqa: Y015
+
+@_typing.final
+class SubscribeSymbols(_message.Message):
+    """SubscribeSymbols adds symbols to a SubscribeTrades stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    EXCHANGES_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """1 to 100 symbols (at most 100 subscribed in all)."""
+
+    @_builtins.property
+    def exchanges(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Exchanges for these symbols; empty means all."""
+
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration:
+        """Idle time after which a heartbeat is sent, 1 to 60 s, for the whole stream from now on;
+        absent keeps the current one (15 s at first).
+        """
+
+    def __init__(
+        self,
+        *,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+        exchanges: _abc.Iterable[_builtins.str] | None = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exchanges", b"exchanges", "heartbeat_interval", b"heartbeat_interval", "symbols", b"symbols"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubscribeSymbols: _TypeAlias = SubscribeSymbols  # noqa: Y015
+
+@_typing.final
+class UnsubscribeSymbols(_message.Message):
+    """UnsubscribeSymbols removes symbols from a SubscribeTrades stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Symbols to remove; those not subscribed are ignored."""
+
+    def __init__(
+        self,
+        *,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["symbols", b"symbols"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnsubscribeSymbols: _TypeAlias = UnsubscribeSymbols  # noqa: Y015
+
+@_typing.final
+class Ping(_message.Message):
+    """Ping asks the server for a Pong."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Ping: _TypeAlias = Ping  # noqa: Y015
+
+@_typing.final
+class SubscribeTradesResponse(_message.Message):
+    """SubscribeTradesResponse is one event of a SubscribeTrades stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIBED_FIELD_NUMBER: _builtins.int
+    TRADES_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    PONG_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def subscribed(self) -> Global___Subscribed:
+        """The symbol set changed (or a subscribe changed nothing): the whole current set."""
+
+    @_builtins.property
+    def trades(self) -> Global___TradeBatch:
+        """Trades ingested since the previous event, in ingest order."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___Heartbeat:
+        """Nothing was sent for heartbeat_interval."""
+
+    @_builtins.property
+    def pong(self) -> Global___Pong:
+        """The answer to a Ping."""
+
+    @_builtins.property
+    def error(self) -> _status_pb2.Status:
+        """A request was refused (the stream goes on): INVALID_ARGUMENT with google.rpc.BadRequest."""
+
+    def __init__(
+        self,
+        *,
+        subscribed: Global___Subscribed | None = ...,
+        trades: Global___TradeBatch | None = ...,
+        heartbeat: Global___Heartbeat | None = ...,
+        pong: Global___Pong | None = ...,
+        error: _status_pb2.Status | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "event", b"event", "heartbeat", b"heartbeat", "pong", b"pong", "subscribed", b"subscribed", "trades", b"trades"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "event", b"event", "heartbeat", b"heartbeat", "pong", b"pong", "subscribed", b"subscribed", "trades", b"trades"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["subscribed", "trades", "heartbeat", "pong", "error"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___SubscribeTradesResponse: _TypeAlias = SubscribeTradesResponse  # noqa: Y015
+
+@_typing.final
+class Subscribed(_message.Message):
+    """Subscribed is the symbol set of a SubscribeTrades stream after a change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every subscribed symbol, alphabetically."""
+
+    def __init__(
+        self,
+        *,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["symbols", b"symbols"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Subscribed: _TypeAlias = Subscribed  # noqa: Y015
+
+@_typing.final
+class Pong(_message.Message):
+    """Pong answers a Ping."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Pong: _TypeAlias = Pong  # noqa: Y015

@@ -74,6 +74,11 @@ class MarketDataServiceStub:
                 request_serializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.StreamTradesRequest.SerializeToString,
                 response_deserializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.StreamTradesResponse.FromString,
                 _registered_method=True)
+        self.SubscribeTrades = channel.stream_stream(
+                '/wadm.market.v1.MarketDataService/SubscribeTrades',
+                request_serializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.SubscribeTradesRequest.SerializeToString,
+                response_deserializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.SubscribeTradesResponse.FromString,
+                _registered_method=True)
 
 
 class MarketDataServiceServicer:
@@ -183,6 +188,27 @@ class MarketDataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubscribeTrades(self, request_iterator, context):
+        """SubscribeTrades is StreamTrades with a symbol set the client changes while the stream runs:
+        it subscribes and unsubscribes symbols and pings, and every change is acknowledged with the
+        whole current set. The HTTP gateway serves it as the WebSocket `/api/v1/market/ws/trades`.
+
+        Trades of a symbol arrive in ingest order, after the acknowledgement that added it and never
+        after the one that removed it; a symbol that stays subscribed across changes of others loses
+        and repeats no trade. Heartbeats are sent when nothing was sent for heartbeat_interval.
+
+        Errors answered in the stream (an `error` message; the stream goes on):
+        - INVALID_ARGUMENT: a request with no operation, a subscribe with no symbols or a malformed
+        symbol or exchange, more than 100 symbols in all, heartbeat_interval outside 1..60 s.
+        Errors that end the stream:
+        - RESOURCE_EXHAUSTED: the client did not keep up (buffer overflow or a transport that took
+        no data for the stall time); google.rpc.RetryInfo says when to reconnect.
+        - UNAVAILABLE: the server is shutting down; reconnect.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MarketDataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -220,6 +246,11 @@ def add_MarketDataServiceServicer_to_server(servicer, server):
                     servicer.StreamTrades,
                     request_deserializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.StreamTradesRequest.FromString,
                     response_serializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.StreamTradesResponse.SerializeToString,
+            ),
+            'SubscribeTrades': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubscribeTrades,
+                    request_deserializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.SubscribeTradesRequest.FromString,
+                    response_serializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.SubscribeTradesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -416,6 +447,33 @@ class MarketDataService:
             '/wadm.market.v1.MarketDataService/StreamTrades',
             wadm_dot_market_dot_v1_dot_market__data__service__pb2.StreamTradesRequest.SerializeToString,
             wadm_dot_market_dot_v1_dot_market__data__service__pb2.StreamTradesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubscribeTrades(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/wadm.market.v1.MarketDataService/SubscribeTrades',
+            wadm_dot_market_dot_v1_dot_market__data__service__pb2.SubscribeTradesRequest.SerializeToString,
+            wadm_dot_market_dot_v1_dot_market__data__service__pb2.SubscribeTradesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -109,6 +109,23 @@ class MarketDataServiceStub:
       (other streams and ingest are not slowed). google.rpc.RetryInfo says when to reconnect.
     - UNAVAILABLE: the server is shutting down; reconnect.
     """
+    SubscribeTrades: _grpc.StreamStreamMultiCallable[_market_data_service_pb2.SubscribeTradesRequest, _market_data_service_pb2.SubscribeTradesResponse]
+    """SubscribeTrades is StreamTrades with a symbol set the client changes while the stream runs:
+    it subscribes and unsubscribes symbols and pings, and every change is acknowledged with the
+    whole current set. The HTTP gateway serves it as the WebSocket `/api/v1/market/ws/trades`.
+
+    Trades of a symbol arrive in ingest order, after the acknowledgement that added it and never
+    after the one that removed it; a symbol that stays subscribed across changes of others loses
+    and repeats no trade. Heartbeats are sent when nothing was sent for heartbeat_interval.
+
+    Errors answered in the stream (an `error` message; the stream goes on):
+    - INVALID_ARGUMENT: a request with no operation, a subscribe with no symbols or a malformed
+      symbol or exchange, more than 100 symbols in all, heartbeat_interval outside 1..60 s.
+    Errors that end the stream:
+    - RESOURCE_EXHAUSTED: the client did not keep up (buffer overflow or a transport that took
+      no data for the stall time); google.rpc.RetryInfo says when to reconnect.
+    - UNAVAILABLE: the server is shutting down; reconnect.
+    """
 
 @_typing.type_check_only
 class MarketDataServiceAsyncStub(MarketDataServiceStub):
@@ -189,6 +206,23 @@ class MarketDataServiceAsyncStub(MarketDataServiceStub):
       heartbeat_interval outside 1..60 s.
     - RESOURCE_EXHAUSTED: the client did not keep up and its buffer overflowed; the stream ends
       (other streams and ingest are not slowed). google.rpc.RetryInfo says when to reconnect.
+    - UNAVAILABLE: the server is shutting down; reconnect.
+    """
+    SubscribeTrades: _aio.StreamStreamMultiCallable[_market_data_service_pb2.SubscribeTradesRequest, _market_data_service_pb2.SubscribeTradesResponse]  # type: ignore[assignment]
+    """SubscribeTrades is StreamTrades with a symbol set the client changes while the stream runs:
+    it subscribes and unsubscribes symbols and pings, and every change is acknowledged with the
+    whole current set. The HTTP gateway serves it as the WebSocket `/api/v1/market/ws/trades`.
+
+    Trades of a symbol arrive in ingest order, after the acknowledgement that added it and never
+    after the one that removed it; a symbol that stays subscribed across changes of others loses
+    and repeats no trade. Heartbeats are sent when nothing was sent for heartbeat_interval.
+
+    Errors answered in the stream (an `error` message; the stream goes on):
+    - INVALID_ARGUMENT: a request with no operation, a subscribe with no symbols or a malformed
+      symbol or exchange, more than 100 symbols in all, heartbeat_interval outside 1..60 s.
+    Errors that end the stream:
+    - RESOURCE_EXHAUSTED: the client did not keep up (buffer overflow or a transport that took
+      no data for the stall time); google.rpc.RetryInfo says when to reconnect.
     - UNAVAILABLE: the server is shutting down; reconnect.
     """
 
@@ -310,6 +344,29 @@ class MarketDataServiceServicer(metaclass=_abc_1.ABCMeta):
           heartbeat_interval outside 1..60 s.
         - RESOURCE_EXHAUSTED: the client did not keep up and its buffer overflowed; the stream ends
           (other streams and ingest are not slowed). google.rpc.RetryInfo says when to reconnect.
+        - UNAVAILABLE: the server is shutting down; reconnect.
+        """
+
+    @_abc_1.abstractmethod
+    def SubscribeTrades(
+        self,
+        request_iterator: _MaybeAsyncIterator[_market_data_service_pb2.SubscribeTradesRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_market_data_service_pb2.SubscribeTradesResponse], _abc.AsyncIterator[_market_data_service_pb2.SubscribeTradesResponse]]:
+        """SubscribeTrades is StreamTrades with a symbol set the client changes while the stream runs:
+        it subscribes and unsubscribes symbols and pings, and every change is acknowledged with the
+        whole current set. The HTTP gateway serves it as the WebSocket `/api/v1/market/ws/trades`.
+
+        Trades of a symbol arrive in ingest order, after the acknowledgement that added it and never
+        after the one that removed it; a symbol that stays subscribed across changes of others loses
+        and repeats no trade. Heartbeats are sent when nothing was sent for heartbeat_interval.
+
+        Errors answered in the stream (an `error` message; the stream goes on):
+        - INVALID_ARGUMENT: a request with no operation, a subscribe with no symbols or a malformed
+          symbol or exchange, more than 100 symbols in all, heartbeat_interval outside 1..60 s.
+        Errors that end the stream:
+        - RESOURCE_EXHAUSTED: the client did not keep up (buffer overflow or a transport that took
+          no data for the stall time); google.rpc.RetryInfo says when to reconnect.
         - UNAVAILABLE: the server is shutting down; reconnect.
         """
 

@@ -1,0 +1,175 @@
+"""The WebSocket `/api/v1/market/ws/trades`: SubscribeTrades' HTTP face, JSON text frames both ways.
+
+Each connection is one SubscribeTrades call over the gateway's channel (forward.py), so validation,
+errors and the slow-consumer policy are the gRPC server's. Here: JSON <-> messages, and the errors of
+frames that cannot become a message (invalid JSON, unknown op, wrong types), answered as error frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import status_pb2
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from wadm_grpc.api.http.errors import status_of_exception, status_of_rpc_error
+from wadm_grpc.api.http.forward import Upstream, forwarded_metadata
+from wadm_grpc.api.http.render import as_dict
+from wadm_grpc.domain.errors import InvalidArgumentError, Violations
+from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
+
+PATH = "/api/v1/market/ws/trades"
+METHOD = "/wadm.market.v1.MarketDataService/SubscribeTrades"
+# RFC 6455 close codes: "try again later" for a cut-off or draining server, else "internal error".
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_INTERNAL_ERROR = 1011
+RETRYABLE = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+# A close reason is at most 123 bytes (RFC 6455 5.5).
+MAX_REASON_BYTES = 123
+# Like the server's stall limit: a browser that takes no frame for this long is cut off, not waited for.
+SEND_STALL_SECONDS = 5.0
+_FIELDS = {"subscribe": {"op", "symbols", "exchanges", "heartbeat_interval"}, "unsubscribe": {"op", "symbols"}}
+_FIELDS["ping"] = {"op"}
+
+
+def _strings(frame: dict[str, Any], key: str, problems: Violations) -> list[str]:
+    value = frame.get(key, [])
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    problems.add(key, "must be a list of strings")
+    return []
+
+
+def _heartbeat(value: object, problems: Violations) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        problems.add("heartbeat_interval", "must be seconds (5) or a duration (5s)")
+        return None
+    try:
+        if not isinstance(value, str):
+            return float(value)
+        if value.endswith("s"):  # protobuf's JSON form of a Duration
+            duration = duration_pb2.Duration()
+            duration.FromJsonString(value)
+            return duration.ToNanoseconds() / 1e9
+        return float(value)
+    except ValueError:
+        problems.add("heartbeat_interval", "must be seconds (5) or a duration (5s)")
+        return None
+
+
+def request_of(text: str, default_heartbeat: float | None) -> md.SubscribeTradesRequest:
+    """The SubscribeTradesRequest a client frame asks for, or InvalidArgumentError saying why there is none."""
+    try:
+        frame = json.loads(text)
+    except ValueError as error:
+        raise InvalidArgumentError.of("frame", f"is not JSON ({str(error)[:80]})") from None
+    if not isinstance(frame, dict):
+        raise InvalidArgumentError.of("frame", 'must be a JSON object, e.g. {"op": "ping"}')
+    op = frame.get("op")
+    if not isinstance(op, str) or op not in _FIELDS:
+        raise InvalidArgumentError.of("op", "must be one of subscribe, unsubscribe, ping")
+    problems = Violations()
+    for unknown in sorted(set(frame) - _FIELDS[op])[:5]:
+        problems.add(str(unknown)[:40], f"unknown field for op {op}")
+    request = md.SubscribeTradesRequest()
+    if op == "ping":
+        request.ping.SetInParent()
+    elif op == "unsubscribe":
+        request.unsubscribe.symbols.extend(_strings(frame, "symbols", problems))
+    else:
+        request.subscribe.symbols.extend(_strings(frame, "symbols", problems))
+        request.subscribe.exchanges.extend(_strings(frame, "exchanges", problems))
+        raw = frame.get("heartbeat_interval")
+        seconds = default_heartbeat if raw is None else _heartbeat(raw, problems)
+        if seconds is not None:
+            request.subscribe.heartbeat_interval.FromNanoseconds(int(seconds * 1e9))
+    problems.raise_if_any()
+    return request
+
+
+def frame_of(message: md.SubscribeTradesResponse) -> dict[str, Any]:
+    """The JSON frame of a server message: {"type": <event>, ...its fields}, an error as {"error": Status}."""
+    event = message.WhichOneof("event")
+    if event == "error":
+        return {"type": "error", "error": as_dict(message.error)}
+    if event is None:
+        return {"type": "unknown"}
+    return {"type": event, **as_dict(getattr(message, event))}
+
+
+def _error_frame(status: status_pb2.Status) -> dict[str, Any]:
+    return {"type": "error", "error": as_dict(status)}
+
+
+def _reason(text: str) -> str:
+    return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+
+
+async def serve_trades_socket(websocket: WebSocket, upstream: Upstream) -> None:
+    """Serve one connection until either side ends it."""
+    query = websocket.query_params.get("heartbeat_interval")
+    await websocket.accept()
+    default_heartbeat: float | None = None
+    if query is not None:
+        problems = Violations()
+        default_heartbeat = _heartbeat(query, problems)
+        if default_heartbeat is None:
+            await websocket.close(1008, "heartbeat_interval must be seconds (5) or a duration (5s)")
+            return
+    peer = websocket.client.host if websocket.client else None
+    call = upstream.bidi(METHOD)(metadata=forwarded_metadata(dict(websocket.headers), peer))
+    sending = asyncio.Lock()
+
+    async def send(frame: dict[str, Any]) -> None:
+        async with sending, asyncio.timeout(SEND_STALL_SECONDS):
+            await websocket.send_text(json.dumps(frame, separators=(",", ":"), ensure_ascii=False))
+
+    async def client_to_server() -> None:
+        while True:
+            text = await websocket.receive_text()
+            try:
+                request = request_of(text, default_heartbeat)
+            except InvalidArgumentError as error:
+                await send(_error_frame(status_of_exception(error, where="websocket")))
+                continue
+            await call.write(request.SerializeToString())
+
+    async def server_to_client() -> None:
+        async for payload in call:
+            await send(frame_of(md.SubscribeTradesResponse.FromString(payload)))
+
+    reading = asyncio.ensure_future(client_to_server())
+    writing = asyncio.ensure_future(server_to_client())
+    try:
+        done, _ = await asyncio.wait({reading, writing}, return_when=asyncio.FIRST_COMPLETED)
+        finished = done.pop()
+        error = finished.exception()
+        if isinstance(error, WebSocketDisconnect):
+            return
+        if isinstance(error, grpc.aio.AioRpcError):
+            status = status_of_rpc_error(error)
+            code = CLOSE_TRY_AGAIN_LATER if error.code() in RETRYABLE else CLOSE_INTERNAL_ERROR
+            await _close(websocket, code, f"{grpc.StatusCode(error.code()).name}: {status.message}")
+        elif isinstance(error, TimeoutError):
+            await _close(websocket, CLOSE_TRY_AGAIN_LATER, "client took no data; reconnect")
+        elif isinstance(error, Exception):
+            await _close(websocket, CLOSE_INTERNAL_ERROR, status_of_exception(error, where="websocket").message)
+        else:
+            await _close(websocket, CLOSE_INTERNAL_ERROR, "stream ended")
+    finally:
+        call.cancel()  # frees the server's subscription at once when the client left
+        for task in (reading, writing):
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(reading, writing, return_exceptions=True)
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(SEND_STALL_SECONDS):
+            await websocket.close(code, _reason(reason))
