@@ -188,21 +188,27 @@ async def test_the_page_and_its_assets_are_served_with_a_strict_policy(gateway: 
     assert json.loads(posted.text)["code"] == 12
 
 
-async def test_a_new_timeframe_redraws_from_the_server_and_stays_in_the_address(
+async def test_a_new_timeframe_redraws_from_the_server_keeps_the_tape_and_stays_in_the_address(
     gateway: Gatewayed, browsed: Browsed
 ) -> None:
     page = browsed.page
+    await page.goto(f"{gateway.base_url}/?transport=ndjson")
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+    await gateway.served.app.ingest.store_trades([btc_trade("9000000001", "61234.50", "0.125", Side.BUY, 3)])
+    await page.wait_for_selector('#tape tr[data-trade-id="9000000001"]', timeout=WAIT_MS)
     response = await gateway.client.get("/api/v1/market/candles/BTCUSDT/5m?limit=120")
     five_minute = response.json()["candles"]
     assert 0 < len(five_minute) < len(await server_candles(gateway))  # a different drawing than 1m
 
-    await page.goto(f"{gateway.base_url}/?transport=ndjson")
-    await expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
     await page.select_option("#timeframe", "5m")
-
     await expect(page.locator("#chart")).to_have_attribute("data-candles", str(len(five_minute)), timeout=WAIT_MS)
-    await expect(page.locator("#chart")).to_have_attribute("data-last-close", five_minute[-1]["close"])
+    assert await page.get_attribute("#chart", "data-last-close") == five_minute[-1]["close"] == "61234.50"
+    assert await page.locator("#tape tr").count() == 1  # same symbol, same stream: the tape stays
+    # The stream was kept: the next trade lands in the 5m candle.
+    await gateway.served.app.ingest.store_trades([btc_trade("9000000002", "61240", "0.5", Side.BUY, 2)])
+    await expect(page.locator("#chart")).to_have_attribute("data-last-close", "61240.00", timeout=WAIT_MS)
     assert page.url.endswith("?transport=ndjson&symbol=BTCUSDT&timeframe=5m")
+
     # A reload (or a shared link) opens the same view.
     await page.reload()
     await expect(page.locator("#chart")).to_have_attribute("data-candles", str(len(five_minute)), timeout=WAIT_MS)

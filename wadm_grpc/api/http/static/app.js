@@ -22,7 +22,8 @@ const state = {
   // "auto" tries the WebSocket first; "ndjson" or "websocket" forces one (handy behind odd proxies).
   transport: params.get("transport") || "auto",
   candles: [],
-  generation: 0, // bumped on every selection change: answers for an older selection are dropped
+  generation: 0, // bumped on every symbol change: trades of the older symbol's stream are dropped
+  view: 0, // bumped on every symbol or timeframe change: candles answered for an older view are dropped
   candlesLoaded: false,
   pending: [], // trades received while the candles load, applied once they are drawn
 };
@@ -111,12 +112,12 @@ function candleFromApi(c) {
 }
 
 async function loadCandles() {
-  const generation = state.generation;
+  const view = state.view;
   state.candlesLoaded = false;
   const path = `/api/v1/market/candles/${encodeURIComponent(state.symbol)}/${state.timeframe}?limit=${CANDLE_LIMIT}`;
   try {
     const body = await getJson(path);
-    if (generation !== state.generation) return;
+    if (view !== state.view) return;
     state.candles = (body.candles || []).map(candleFromApi);
     state.candlesLoaded = true;
     // Trades that arrived during the load: high/low/close are exact under replay; a trade already in
@@ -125,7 +126,7 @@ async function loadCandles() {
     draw();
     showMessage("");
   } catch (error) {
-    if (generation === state.generation) showMessage(`candles: ${error.message}`);
+    if (view === state.view) showMessage(`candles: ${error.message}`);
   }
 }
 
@@ -353,21 +354,26 @@ async function startNdjson(generation) {
 
 // ---- selection ----
 
-function select() {
-  state.symbol = $("symbol").value;
+function selectTimeframe() {
   state.timeframe = $("timeframe").value;
-  state.generation += 1;
+  state.view += 1;
   state.candles = [];
   state.pending = [];
-  $("tape").replaceChildren();
   const query = new URLSearchParams(location.search);
   query.set("symbol", state.symbol);
   query.set("timeframe", state.timeframe);
   history.replaceState(null, "", `?${query}`);
-  const generation = state.generation;
-  // Subscribe first, then read the candles: trades in between are buffered, not lost.
-  startLive(generation);
+  // The live stream stays: trades from now on are buffered until the new candles are drawn.
   loadCandles();
+}
+
+function selectSymbol() {
+  state.symbol = $("symbol").value;
+  state.generation += 1;
+  $("tape").replaceChildren();
+  // Subscribe first, then read the candles: trades in between are buffered, not lost.
+  startLive(state.generation);
+  selectTimeframe();
 }
 
 async function start() {
@@ -391,10 +397,10 @@ async function start() {
   }
   const wanted = params.get("symbol");
   if (wanted && symbols.some((s) => s.symbol === wanted)) $("symbol").value = wanted;
-  $("symbol").addEventListener("change", select);
-  $("timeframe").addEventListener("change", select);
+  $("symbol").addEventListener("change", selectSymbol);
+  $("timeframe").addEventListener("change", selectTimeframe);
   window.addEventListener("resize", draw);
-  select();
+  selectSymbol();
 }
 
 start();
