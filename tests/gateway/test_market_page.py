@@ -171,7 +171,9 @@ async def test_the_page_and_its_assets_are_served_with_a_strict_policy(gateway: 
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    assert '<script src="/static/app.js"' in page.text and "http" not in page.text.replace("http-equiv", "")
+    assert '<script type="module" src="/static/app.js"' in page.text and "http" not in page.text.replace(
+        "http-equiv", ""
+    )
 
     script = await gateway.client.get("/static/app.js")
     assert script.status_code == 200
@@ -213,4 +215,22 @@ async def test_a_new_timeframe_redraws_from_the_server_keeps_the_tape_and_stays_
     await page.reload()
     await expect(page.locator("#chart")).to_have_attribute("data-candles", str(len(five_minute)), timeout=WAIT_MS)
     assert await page.input_value("#timeframe") == "5m"
+    assert browsed.errors == []
+
+
+async def test_the_page_adds_and_compares_decimals_exactly(gateway: Gatewayed, browsed: Browsed) -> None:
+    await browsed.page.goto(f"{gateway.base_url}/?transport=ndjson")
+    results = await browsed.page.evaluate(
+        """async () => {
+            const d = await import("/static/decimal.js");
+            return [
+                d.addDecimal("0.1", "0.2"), d.addDecimal("0.999", "0.001"), d.addDecimal("5", "0.05"),
+                d.addDecimal("0.00000001", "123456789012345678.9"),
+                d.compareDecimal("61230.1", "61230.10"), d.compareDecimal("9.99", "10"),
+                d.withScale("61230.1", 2), d.withScale("61240", 2), d.withScale("1.234", 2),
+            ];
+        }"""
+    )
+    # Floats would give 0.30000000000000004 and lose the 18-digit sum.
+    assert results == ["0.3", "1.000", "5.05", "123456789012345678.90000001", 0, -1, "61230.10", "61240.00", "1.234"]
     assert browsed.errors == []
