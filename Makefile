@@ -36,7 +36,7 @@ redis-server: ## make sure Debian's redis-server is installed (tests start their
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server; }
 
-chromium: ## make sure Debian's chromium is installed (the Swagger UI test drives it with Playwright)
+chromium: ## make sure Debian's chromium is installed (the browser tests drive it with Playwright)
 	@command -v chromium >/dev/null || { \
 		echo "installing chromium"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \

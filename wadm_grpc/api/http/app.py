@@ -23,6 +23,7 @@ from wadm_grpc.api.http.docs import docs_routes
 from wadm_grpc.api.http.errors import error_response, simple_status, status_of_exception
 from wadm_grpc.api.http.forward import Upstream
 from wadm_grpc.api.http.gateway import Gateway, is_pretty
+from wadm_grpc.api.http.page import page_routes
 from wadm_grpc.api.http.render import AnswerRenderer, dumps
 from wadm_grpc.api.http.routes import Router, build_routes
 from wadm_grpc.api.http.websocket import PATH as TRADES_SOCKET_PATH
@@ -109,7 +110,7 @@ def build_app(
         await serve_trades_socket(websocket, upstream)
 
     app = Starlette(
-        routes=[*docs, WebSocketRoute(TRADES_SOCKET_PATH, trades_socket)],
+        routes=[*docs, WebSocketRoute(TRADES_SOCKET_PATH, trades_socket), *page_routes()],
         middleware=middleware,
         exception_handlers={HTTPException: http_error, Exception: unexpected},
     )
