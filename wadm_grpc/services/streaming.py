@@ -10,7 +10,8 @@ Messages carry at most `max_message_trades` trades, so what one stalled write pi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -148,8 +149,7 @@ class StreamService:
         subscription = self._bus.subscribe(request.symbols, request.exchanges)
         delivery = _Delivery()
         subscription.on_end(delivery.interrupt)
-        self._live += 1
-        try:
+        with self._counted(subscription):
             if opened is not None:
                 await opened()
             while True:
@@ -160,6 +160,13 @@ class StreamService:
                 step = self._max_message_trades
                 for start in range(0, len(batch), step):
                     await self._deliver(batch[start : start + step], deliver, delivery, subscription)
+
+    @contextlib.contextmanager
+    def _counted(self, subscription: Subscription) -> Iterator[None]:
+        """One live stream for as long as the block runs; a cut-off counts; the subscription is released."""
+        self._live += 1
+        try:
+            yield
         except ResourceExhaustedError:
             self._cut_off += 1
             raise
@@ -186,41 +193,35 @@ class StreamService:
         # rounds, so neither is lost when the other wins.
         reader: asyncio.Task[Command | None] | None = asyncio.ensure_future(_next_command(commands))
         fetch: asyncio.Task[list[Trade] | None] | None = None
-        self._live += 1
-        try:
-            while True:
-                if fetch is None:
-                    fetch = asyncio.ensure_future(subscription.get(MAX_HEARTBEAT_SECONDS))
-                waits: set[asyncio.Future[object]] = {fetch} if reader is None else {fetch, reader}  # type: ignore[arg-type]
-                idle_left = max(0.0, last_sent + heartbeat_seconds - loop.time())
-                done, _ = await asyncio.wait(waits, timeout=idle_left, return_when=asyncio.FIRST_COMPLETED)
-                if fetch in done:  # first: trades taken before a command in the same round predate it
-                    batch, fetch = fetch.result(), None
-                    wanted = selection.wanted(batch) if batch else []
-                    step = self._max_message_trades
-                    for start in range(0, len(wanted), step):
-                        await self._deliver(wanted[start : start + step], deliver, delivery, subscription)
+        with self._counted(subscription):
+            try:
+                while True:
+                    if fetch is None:
+                        fetch = asyncio.ensure_future(subscription.get(MAX_HEARTBEAT_SECONDS))
+                    waits: set[asyncio.Future[object]] = {fetch} if reader is None else {fetch, reader}  # type: ignore[arg-type]
+                    idle_left = max(0.0, last_sent + heartbeat_seconds - loop.time())
+                    done, _ = await asyncio.wait(waits, timeout=idle_left, return_when=asyncio.FIRST_COMPLETED)
+                    if fetch in done:  # first: trades taken before a command in the same round predate it
+                        batch, fetch = fetch.result(), None
+                        wanted = selection.wanted(batch) if batch else []
+                        step = self._max_message_trades
+                        for start in range(0, len(wanted), step):
+                            await self._deliver(wanted[start : start + step], deliver, delivery, subscription)
+                            last_sent = loop.time()
+                    if reader is not None and reader in done:
+                        command = reader.result()
+                        reader = None if command is None else asyncio.ensure_future(_next_command(commands))
+                        if command is not None:
+                            answer, heartbeat_seconds = _apply(command, selection, subscription, heartbeat_seconds)
+                            await self._deliver(answer, deliver, delivery, subscription)
+                            last_sent = loop.time()
+                    if not done:
+                        await self._deliver(Heartbeat(self._clock.now_us()), deliver, delivery, subscription)
                         last_sent = loop.time()
-                if reader is not None and reader in done:
-                    command = reader.result()
-                    reader = None if command is None else asyncio.ensure_future(_next_command(commands))
-                    if command is not None:
-                        answer, heartbeat_seconds = _apply(command, selection, subscription, heartbeat_seconds)
-                        await self._deliver(answer, deliver, delivery, subscription)
-                        last_sent = loop.time()
-                if not done:
-                    await self._deliver(Heartbeat(self._clock.now_us()), deliver, delivery, subscription)
-                    last_sent = loop.time()
-        except ResourceExhaustedError:
-            self._cut_off += 1
-            raise
-        finally:
-            self._live -= 1
-            self._ended += 1
-            subscription.close()
-            for task in (reader, fetch):
-                if task is not None:
-                    task.cancel()
+            finally:
+                for task in (reader, fetch):
+                    if task is not None:
+                        task.cancel()
 
     async def _deliver(
         self, event: E, deliver: Callable[[E], Awaitable[None]], delivery: _Delivery, subscription: Subscription
