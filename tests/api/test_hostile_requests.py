@@ -9,27 +9,14 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from tests.api.test_errors import good_trade as trade
 from tests.conftest import Running
-from wadm_client import WadmClient, error_details, make_trade
+from wadm_client import WadmClient, error_details
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
-from wadm_grpc.pb.wadm.market.v1 import trade_pb2
 
 NOW = 1_723_162_200_000_000  # the served fixture's clock
 Call = Callable[[WadmClient], Awaitable[object]]
-
-
-def trade(**changes: object) -> trade_pb2.Trade:
-    fields: dict[str, object] = {
-        "exchange": "binance",
-        "symbol": "BTCUSDT",
-        "trade_id": "1",
-        "price": "61800.30",
-        "quantity": "0.006",
-        "side": "buy",
-        "time": NOW - 1_000_000,
-    }
-    return make_trade(**(fields | changes))  # type: ignore[arg-type]
 
 
 async def failure(call: Awaitable[object]) -> grpc.aio.AioRpcError:
