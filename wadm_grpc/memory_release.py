@@ -37,15 +37,18 @@ def _malloc_trim() -> Callable[[], object] | None:
 async def release_after_stream_bursts(
     streams: StreamService, *, burst_streams: int = BURST_STREAMS, check_seconds: float = CHECK_SECONDS
 ) -> None:
-    """Forever: once `burst_streams` streams ended since the last release, release freed memory."""
+    """Forever: once `burst_streams` streams ended since the last release and the ending has settled (no
+    stream ended during the last check), release freed memory; during a long churn, every ten bursts."""
     trim = _malloc_trim()
     if trim is None:
         return
-    released_at = streams.stats().ended_streams
+    released_at = previous = streams.stats().ended_streams
     while True:
         await asyncio.sleep(check_seconds)
         ended = streams.stats().ended_streams
-        if ended - released_at >= burst_streams:
+        since = ended - released_at
+        if (since >= burst_streams and ended == previous) or since >= 10 * burst_streams:
             released_at = ended
             await asyncio.to_thread(trim)
             log.info("released memory after ended streams", extra={"ended_streams": ended})
+        previous = ended

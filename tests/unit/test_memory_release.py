@@ -39,10 +39,15 @@ async def test_memory_is_released_once_per_burst_of_ended_streams(monkeypatch: p
         for _ in range(20):
             await asyncio.sleep(0)
         assert released == []
-        streams.ended = 5
+        streams.ended = 5  # a burst, settled once no more streams end between two checks
         async with asyncio.timeout(10):
             await burst_seen.wait()
         assert released == [5]
+        burst_seen.clear()
+        streams.ended = 40  # a long churn: released without waiting for it to settle
+        async with asyncio.timeout(10):
+            await burst_seen.wait()
+        assert released == [5, 40]
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
