@@ -182,6 +182,28 @@ async def _churn(server: ServerProcess, streams: int = CHURN) -> dict[str, objec
     return figures
 
 
+async def _open_cancel(server: ServerProcess) -> dict[str, object]:
+    """CHURN streams opened and cancelled, CHURN_ROUNDS times, no trades: what the streams alone leave."""
+    channels = [
+        grpc.aio.insecure_channel(server.target, options=CHANNEL_OPTIONS)
+        for _ in range(math.ceil(CHURN / STREAMS_PER_CHANNEL))
+    ]
+    try:
+        await asyncio.sleep(SETTLE_SECONDS)
+        figures: dict[str, object] = {"open_cancel_rss_mib_before": server.rss_mib()}
+        for round_ in range(1, CHURN_ROUNDS + 1):
+            calls = _open(channels, CHURN)
+            await asyncio.gather(*(call.initial_metadata() for call in calls))
+            for call in calls:
+                call.cancel()
+            await asyncio.sleep(SETTLE_SECONDS)
+            figures[f"open_cancel_rss_mib_after_{round_}"] = server.rss_mib()
+    finally:
+        for channel in channels:
+            await channel.close()
+    return figures
+
+
 async def run(data: Datasets | None = None) -> SectionResult:
     """Both cases, each on its own server."""
     with tempfile.TemporaryDirectory(prefix="wadm-bench-") as directory:
@@ -189,6 +211,8 @@ async def run(data: Datasets | None = None) -> SectionResult:
             stalled = await _stalled(server)
         async with wadm_server("wadm", Path(directory) / "churn.duckdb") as server:
             churn = await _churn(server)
+        async with wadm_server("wadm", Path(directory) / "open-cancel.duckdb") as server:
+            open_cancel = await _open_cancel(server)
         # The same procedure with one stream: what ingest and connections alone leave (the baseline).
         async with wadm_server("wadm", Path(directory) / "control.duckdb") as server:
             control = {f"control_{name}": value for name, value in (await _churn(server, 1)).items()}
@@ -196,12 +220,16 @@ async def run(data: Datasets | None = None) -> SectionResult:
         f"Slow consumers: {STALLED:,} streams that never read; {CHURN:,} streams opened, fed and cancelled",
         ["figure", "value"],
     )
-    for name, value in {**stalled, **churn, **control}.items():
+    for name, value in {**stalled, **open_cancel, **churn, **control}.items():
         table.add(name, f"{value:.1f}" if isinstance(value, float) else str(value))
     after, baseline = churn["rss_mib_after_cancel_3"], control["control_rss_mib_after_cancel_3"]
     assert isinstance(after, float) and isinstance(baseline, float)
-    table.add("RSS after the last round vs the one-stream baseline (target <= 1.2)", f"{after / baseline:.2f}x")
-    return SectionResult("slow-consumers", [table], {"stalled": stalled, "churn": churn, "control": control})
+    table.add("fed: RSS after the last round vs the one-stream baseline (target <= 1.2)", f"{after / baseline:.2f}x")
+    last, idle = open_cancel[f"open_cancel_rss_mib_after_{CHURN_ROUNDS}"], open_cancel["open_cancel_rss_mib_before"]
+    assert isinstance(last, float) and isinstance(idle, float)
+    table.add("open/cancel: RSS after the last round vs before (target <= 1.2)", f"{last / idle:.2f}x")
+    figures = {"stalled": stalled, "open_cancel": open_cancel, "churn": churn, "control": control}
+    return SectionResult("slow-consumers", [table], figures)
 
 
 if __name__ == "__main__":
