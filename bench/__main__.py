@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import cache_workers, candles, http, multistats, slow_consumers, streaming, unary
+from bench import cache_workers, candles, http, http_streams, multistats, slow_consumers, streaming, unary
 from bench.at_commit import run_at_commit
 from bench.datasets import Datasets
 from bench.machine import describe, source, summary
@@ -29,6 +29,7 @@ SECTIONS: dict[str, Section] = {
     "slow-consumers": slow_consumers.run,
     "redis": cache_workers.run,
     "http": http.run,
+    "http-streams": http_streams.run,
 }
 
 

@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import socket as net
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.conftest import Running
 from tests.gateway.conftest import Gatewayed
 from tests.support import make_trades
+from wadm_client import WadmClient
+from wadm_grpc.api.http import websocket
+from wadm_grpc.api.http.server import start_http
+from wadm_grpc.bootstrap import bootstrap, start_grpc
+from wadm_grpc.bus.memory import InProcessTradeBus
+from wadm_grpc.config import Settings
+from wadm_grpc.domain.clock import ManualClock
 from wadm_grpc.domain.trade import Trade
+from wadm_grpc.stores.duckdb.store import DuckDBTradeStore
 
 T0 = 1_723_161_600_000_000
 
@@ -135,3 +149,124 @@ async def test_a_stream_the_server_ends_closes_with_1013(gateway: Gatewayed, soc
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1013
     assert "UNAVAILABLE" in closed.value.rcvd.reason
+
+
+# --- The slow-consumer cut-off: a browser that takes no frame is closed, its gRPC call cancelled ------------
+
+WS_STALL_SECONDS = 0.3
+# The client's kernel receive buffer: small, so the server's sends back up soon after the client stops reading.
+TINY_RECEIVE_BUFFER = 4096
+PUBLISH_BATCH = 2000
+
+
+@pytest.fixture
+async def patient_server(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Gatewayed]:
+    """The gateway before a gRPC server that never cuts a stream off itself (long stall limit, a buffer far
+    larger than the test publishes): any cut-off seen is the WebSocket's."""
+    bus = InProcessTradeBus(buffer_trades=10_000_000)
+    settings = Settings(page_token_key=b"test-key", stream_stall_seconds=600)
+    app = await bootstrap(settings, store=DuckDBTradeStore(tmp_path / "patient.duckdb"), bus=bus, clock=clock)
+    server = await start_grpc(app, "127.0.0.1:0")
+    client = WadmClient.connect(f"127.0.0.1:{server.port}", timeout_seconds=30)
+    http = await start_http(target=f"127.0.0.1:{server.port}", host="127.0.0.1", port=0)
+    running = Running(app=app, server=server, client=client, bus=bus)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", timeout=30) as web:
+            yield Gatewayed(served=running, http=http, client=web)
+    finally:
+        await http.stop(0)
+        await client.close()
+        await bus.close()
+        await server.stop(0)
+        await app.close()
+
+
+async def _raw_socket(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket opened by hand over a socket with a tiny receive buffer, whose reader buffers ~2 KiB:
+    once the test stops reading, the server's frames pile up on the server's side."""
+    sock = net.socket()
+    sock.setsockopt(net.SOL_SOCKET, net.SO_RCVBUF, TINY_RECEIVE_BUFFER)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /api/v1/market/ws/trades HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    async with asyncio.timeout(30):
+        head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
+def _client_frame(text: str) -> bytes:
+    """A masked text frame (RFC 6455 5.2), as a client must send; short payloads only."""
+    payload = text.encode()
+    assert len(payload) < 126
+    mask = os.urandom(4)
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def _frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The next server frame (unmasked, RFC 6455 5.2): (opcode, payload)."""
+    first, second = await reader.readexactly(2)
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(await reader.readexactly(2), "big")
+    elif length == 127:
+        length = int.from_bytes(await reader.readexactly(8), "big")
+    return first & 0x0F, await reader.readexactly(length)
+
+
+async def _next_text(reader: asyncio.StreamReader) -> str:
+    async with asyncio.timeout(30):
+        opcode, payload = await _frame(reader)
+    assert opcode == 0x1, (opcode, payload)
+    return payload.decode()
+
+
+async def _close_frame(reader: asyncio.StreamReader) -> tuple[int, str] | None:
+    """Read the server's frames up to its close frame: (code, reason), or None if the connection just ended."""
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                opcode, payload = await _frame(reader)
+            except asyncio.IncompleteReadError:
+                return None
+            if opcode == 0x8:
+                return int.from_bytes(payload[:2], "big"), payload[2:].decode()
+
+
+async def _stream_stats(gateway: Gatewayed) -> dict[str, Any]:
+    response = await gateway.client.get("/api/v1/admin/streams")
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_a_client_that_takes_no_frame_is_closed_with_1013_and_its_call_cancelled(
+    patient_server: Gatewayed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = patient_server
+    monkeypatch.setattr(websocket, "SEND_STALL_SECONDS", WS_STALL_SECONDS)
+    reader, writer = await _raw_socket(gateway.http.port)
+    try:
+        writer.write(_client_frame('{"op": "subscribe", "symbols": ["BTCUSDT"]}'))
+        assert json.loads(await _next_text(reader))["type"] == "subscribed"
+        assert int((await _stream_stats(gateway)).get("live_streams", 0)) == 1
+        # The test reads nothing from now on; trades are published until the gateway gives the client up.
+        seed = 0
+        async with asyncio.timeout(60):
+            while int((await _stream_stats(gateway)).get("live_streams", 0)) != 0:
+                seed += 1
+                await gateway.served.bus.publish(trades(seed, PUBLISH_BATCH, "BTCUSDT"))
+        stats = await _stream_stats(gateway)
+        assert int(stats.get("cut_off_streams", 0)) == 0  # the gRPC server cut nothing off: the gateway cancelled
+        # Behind a full send buffer the close frame itself cannot go out within the stall time, so the gateway
+        # drops the connection; the frame is asserted only if it made it.
+        assert await _close_frame(reader) in (None, (1013, "client took no data; reconnect"))
+    finally:
+        writer.close()
