@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -141,24 +141,6 @@ def unary(
     async def handler(self: S, request: Req, context: Context) -> Resp:
         try:
             return await method(self, request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as error:
-            await abort(context, error, rpc=method.__name__)
-
-    return handler
-
-
-def streaming(
-    method: Callable[[S, Req, Context], AsyncIterator[Resp]],
-) -> Callable[[S, Req, Context], AsyncIterator[Resp]]:
-    """Map errors of a server-streaming handler."""
-
-    @functools.wraps(method)
-    async def handler(self: S, request: Req, context: Context) -> AsyncIterator[Resp]:
-        try:
-            async for response in method(self, request, context):
-                yield response
         except grpc.aio.AbortError:
             raise
         except Exception as error:

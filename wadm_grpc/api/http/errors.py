@@ -10,7 +10,6 @@ import math
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from starlette.responses import Response
 
@@ -99,10 +98,3 @@ def error_response(
         media_type="application/json",
         headers=extra,
     )
-
-
-def packed(detail: error_details_pb2.BadRequest) -> any_pb2.Any:
-    """`detail` packed for Status.details."""
-    wrapped = any_pb2.Any()
-    wrapped.Pack(detail)
-    return wrapped
