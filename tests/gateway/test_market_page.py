@@ -15,20 +15,11 @@ import pytest
 from playwright.async_api import ConsoleMessage, Page, async_playwright, expect
 from playwright.async_api import WebSocketRoute as MockedSocket
 
+from tests.gateway.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.gateway.conftest import Gatewayed
 from tests.support import AFTER_DATA_US
 from wadm_grpc.domain.trade import Side, Trade
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WS_PATH = "/api/v1/market/ws/trades"
 CANDLES = "/api/v1/market/candles/BTCUSDT/1m?limit=120"
 WAIT_MS = 20_000

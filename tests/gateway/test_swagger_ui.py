@@ -10,19 +10,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import async_playwright
 
+from tests.gateway.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.gateway.conftest import Gatewayed
 
-CHROMIUM = Path("/usr/bin/chromium")  # `make chromium` (run by `make test`) installs it
-# Playwright's own browser download cannot run here; these flags keep Debian's chromium quiet and offline.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Screenshots to look at (not compared): the page as loaded, and after Execute.
 OVERVIEW = Path(tempfile.gettempdir()) / "wadm-swagger-ui.png"
 SCREENSHOT = Path(tempfile.gettempdir()) / "wadm-swagger-ui-getcandles.png"
