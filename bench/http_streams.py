@@ -39,8 +39,8 @@ from bench.stream_load import (
     Consumer,
     StreamRun,
     Tally,
-    _publish_and_tally,
     measure,
+    publish_and_tally,
 )
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2_grpc as ingest_grpc
 
@@ -144,7 +144,7 @@ async def _measure_http(server: ServerProcess, http_port: int, transport: str, s
                 work = _websocket(f"ws://{base}/api/v1/market/ws/trades", consumer, tally)
             tasks.append(asyncio.create_task(work))
         publish = ingest_grpc.TradeIngestServiceStub(ingest_channel).PublishTrades(timeout=600)
-        return await _publish_and_tally(server, streams, TICK_SECONDS, publish, tally)
+        return await publish_and_tally(server, streams, TICK_SECONDS, publish, tally)
     finally:
         for task in tasks:
             task.cancel()

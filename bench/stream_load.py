@@ -215,7 +215,7 @@ async def measure(server: ServerProcess, streams: int, tick_seconds: float) -> S
             call = md_grpc.MarketDataServiceStub(channels[index // STREAMS_PER_CHANNEL]).StreamTrades(request)
             tasks.append(asyncio.create_task(_consume(call, consumer, tally)))
         publish = ingest_grpc.TradeIngestServiceStub(ingest_channel).PublishTrades(timeout=600)
-        return await _publish_and_tally(server, streams, tick_seconds, publish, tally)
+        return await publish_and_tally(server, streams, tick_seconds, publish, tally)
     finally:
         for task in tasks:
             task.cancel()
@@ -224,7 +224,7 @@ async def measure(server: ServerProcess, streams: int, tick_seconds: float) -> S
             await channel.close()
 
 
-async def _publish_and_tally(
+async def publish_and_tally(
     server: ServerProcess,
     streams: int,
     tick_seconds: float,
