@@ -1,4 +1,4 @@
-"""Command line: `python -m wadm_grpc serve`, `python -m wadm_grpc gateway` and `python -m wadm_grpc import`."""
+"""Command line: `python -m wadm_grpc serve`, `python -m wadm_grpc gateway`, `import` and `keys`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from wadm_grpc import logs
+from wadm_grpc.access import keys_cli
 from wadm_grpc.config import Settings, SettingsError
 
 
@@ -37,12 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--direct", action="store_true", help="write into WADM_STORE directly instead (server not running)"
     )
+    keys_cli.add_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     args = _parser().parse_args(argv)
+    if args.command == "keys":  # no server settings needed, and none may fail it
+        return keys_cli.run(args)
     try:
         overrides = {}
         if args.command == "serve":

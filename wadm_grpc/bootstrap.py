@@ -11,10 +11,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from wadm_grpc.access.events import PolicyEvents
+from wadm_grpc.access.interceptor import AccessInterceptor
+from wadm_grpc.access.policy import AccessPolicy
+from wadm_grpc.access.wiring import build_access
 from wadm_grpc.api.grpc.admin import AdminServicer
 from wadm_grpc.api.grpc.ingest import TradeIngestServicer
 from wadm_grpc.api.grpc.market_data import MarketDataServicer
-from wadm_grpc.api.grpc.server import GrpcServer, build_server
+from wadm_grpc.api.grpc.server import GrpcServer, build_server, transport_options
 from wadm_grpc.api.http.server import HttpServer, loopback_target, start_http
 from wadm_grpc.bus.memory import InProcessTradeBus
 from wadm_grpc.bus.redis import RedisTradeBus
@@ -32,6 +36,7 @@ from wadm_grpc.services.ingest import IngestService
 from wadm_grpc.services.orderbook import OrderbookService
 from wadm_grpc.services.page_tokens import PageTokens
 from wadm_grpc.services.read_cache import CacheTtls, ReadCache
+from wadm_grpc.services.shedding import GatedTradeStore, StoreQueryGate
 from wadm_grpc.services.stats import StatsService
 from wadm_grpc.services.streaming import StreamService
 from wadm_grpc.services.symbols import SymbolService
@@ -56,6 +61,8 @@ class App:
     orderbook: OrderbookService
     trades: TradeService
     streams: StreamService
+    access: AccessPolicy = field(default_factory=AccessPolicy)
+    gate: StoreQueryGate | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -140,14 +147,28 @@ async def bootstrap(
     clock: Clock | None = None,
     cache: ReadCache | None = None,
     worker: int = 0,
+    policy_events: PolicyEvents | None = None,
 ) -> App:
-    """Wire the services (tests pass their own store, bus, clock or cache)."""
+    """Wire the services (tests pass their own store, bus, clock or cache; metrics their PolicyEvents)."""
     clock = clock if clock is not None else SystemClock()
     store = store if store is not None else await build_store(settings, worker=worker)
     bus = bus if bus is not None else await build_bus(settings)
     closers: list[Callable[[], Awaitable[None]]] = []
     if cache is None:
         cache, closers = build_cache(settings, clock)
+    access, access_closers = build_access(settings, policy_events)
+    closers += access_closers
+    # Reads the services make on a cache miss pass the gate (load shedding); ingest and feeds use `store`.
+    gate = None
+    reads: TradeStore = store
+    if settings.max_store_queries > 0:
+        gate = StoreQueryGate(
+            max_running=settings.max_store_queries,
+            max_queued=settings.store_queue,
+            max_wait_seconds=settings.store_queue_seconds,
+            on_shed=access.events.shed,
+        )
+        reads = GatedTradeStore(store, gate)
     return App(
         settings=settings,
         store=store,
@@ -155,12 +176,14 @@ async def bootstrap(
         clock=clock,
         cache=cache,
         ingest=IngestService(store, bus, cache, clock=clock, max_future_seconds=settings.max_future_seconds),
-        candles=CandleService(store, clock, cache),
-        symbols=SymbolService(store),
-        stats=StatsService(store, clock, cache),
-        orderbook=OrderbookService(store, clock, cache),
-        trades=TradeService(store, PageTokens(settings.page_token_key)),
+        candles=CandleService(reads, clock, cache),
+        symbols=SymbolService(reads),
+        stats=StatsService(reads, clock, cache),
+        orderbook=OrderbookService(reads, clock, cache),
+        trades=TradeService(reads, PageTokens(settings.page_token_key)),
         streams=StreamService(bus, clock, stall_seconds=settings.stream_stall_seconds),
+        access=access,
+        gate=gate,
         closers=closers,
     )
 
@@ -181,8 +204,16 @@ async def start_grpc(
         ingest=TradeIngestServicer(ingest=app.ingest),
         admin=AdminServicer(cache=app.cache, streams=app.streams),
         address=address,
-        extra_options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
+        extra_options=[
+            *transport_options(
+                max_message_bytes=app.settings.grpc_max_message_bytes,
+                max_concurrent_streams=app.settings.grpc_max_concurrent_streams,
+                min_ping_interval_seconds=app.settings.grpc_min_ping_interval_seconds,
+            ),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ],
         local_addresses=local_addresses,
+        interceptors=[AccessInterceptor(app.access)],
     )
 
 
@@ -231,6 +262,7 @@ async def start_gateway(settings: Settings, target: str) -> HttpServer | None:
         port=settings.http_port,
         reuse_port=settings.workers > 1,
         cors_origins=settings.cors_origins,
+        max_concurrency=settings.http_max_concurrency,
     )
 
 
@@ -261,6 +293,9 @@ async def serve(settings: Settings, *, worker: int = 0) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    keys = app.access.keys
+    if keys is not None:  # the file is also re-read when it changes; SIGHUP forces it
+        loop.add_signal_handler(signal.SIGHUP, keys.reload)
     await stop.wait()
     await drain(app, server, http, drain_seconds=settings.drain_seconds, grace_seconds=settings.grace_seconds)
     log.info("stopped")

@@ -67,6 +67,41 @@ class Settings:
     http_enabled: bool = True
     http_port: int = 8080
     cors_origins: tuple[str, ...] = ()
+    api_keys_file: str | None = None
+    auth: str | None = None  # "required" | "off"; None: required iff api_keys_file is set
+    rate_limit_per_minute: int | None = None  # None: 1200 with auth required, else 0 (no limit)
+    max_streams_per_key: int | None = None  # None: 16 with auth required, else 0 (no cap)
+    auth_open_services: tuple[str, ...] = (
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    )
+    max_store_queries: int = 3
+    store_queue: int = 32
+    store_queue_seconds: float = 0.5
+    grpc_max_message_bytes: int = 4 * 1024 * 1024
+    grpc_max_concurrent_streams: int = 1000
+    grpc_min_ping_interval_seconds: float = 10.0
+    http_max_concurrency: int = 2000
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether every call but health and reflection needs an API key."""
+        return self.auth == "required" if self.auth is not None else self.api_keys_file is not None
+
+    @property
+    def effective_rate_limit_per_minute(self) -> int:
+        """The default weight budget per minute (0: none)."""
+        if self.rate_limit_per_minute is not None:
+            return self.rate_limit_per_minute
+        return 1200 if self.auth_required else 0
+
+    @property
+    def effective_max_streams_per_key(self) -> int:
+        """Streams one key (or client IP) may have open in one process (0: no cap)."""
+        if self.max_streams_per_key is not None:
+            return self.max_streams_per_key
+        return 16 if self.auth_required else 0
 
     @property
     def address(self) -> str:
@@ -163,6 +198,7 @@ class Settings:
             values["http_port"] = _number(env["WADM_HTTP_PORT"], "WADM_HTTP_PORT", int, 0, 65535)
         if "WADM_CORS_ORIGINS" in env:
             values["cors_origins"] = tuple(o.strip() for o in env["WADM_CORS_ORIGINS"].split(",") if o.strip())
+        values.update(_access_values(env))
         return replace(cls(**values), **overrides).checked()
 
     def checked(self) -> Settings:
@@ -185,6 +221,37 @@ class Settings:
                 raise SettingsError("WADM_WORKERS > 1 needs a fixed WADM_HTTP_PORT for the workers to share")
         if self.http_enabled and self.http_port != 0 and self.http_port == self.port:
             raise SettingsError(f"WADM_HTTP_PORT={self.http_port} is WADM_PORT too: gRPC and HTTP need two ports")
+        if self.auth_required and self.api_keys_file is None:
+            raise SettingsError("WADM_AUTH=required needs WADM_API_KEYS_FILE (create it with `keys add`)")
         if self.read_only and self.demo_feed:
             raise SettingsError("WADM_READ_ONLY=true cannot run the demo feed (it writes trades)")
         return self
+
+
+def _access_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """Keys, limits, shedding and transport limits (README "Running it for real")."""
+    values: dict[str, Any] = {}
+    if env.get("WADM_API_KEYS_FILE"):
+        values["api_keys_file"] = env["WADM_API_KEYS_FILE"]
+    if env.get("WADM_AUTH"):
+        auth = env["WADM_AUTH"].strip().lower()
+        if auth not in ("required", "off"):
+            raise SettingsError(f"WADM_AUTH={env['WADM_AUTH']!r}: expected required or off")
+        values["auth"] = auth
+    if "WADM_AUTH_OPEN_SERVICES" in env:
+        values["auth_open_services"] = tuple(s.strip() for s in env["WADM_AUTH_OPEN_SERVICES"].split(",") if s.strip())
+    numbers: tuple[tuple[str, str, type[int] | type[float], float, float], ...] = (
+        ("WADM_RATE_LIMIT_PER_MINUTE", "rate_limit_per_minute", int, 0, 10**9),
+        ("WADM_MAX_STREAMS_PER_KEY", "max_streams_per_key", int, 0, 10**6),
+        ("WADM_MAX_STORE_QUERIES", "max_store_queries", int, 0, 1024),
+        ("WADM_STORE_QUEUE", "store_queue", int, 0, 100_000),
+        ("WADM_STORE_QUEUE_SECONDS", "store_queue_seconds", float, 0, 60),
+        ("WADM_GRPC_MAX_MESSAGE_BYTES", "grpc_max_message_bytes", int, 64 * 1024, 1024**3),
+        ("WADM_GRPC_MAX_CONCURRENT_STREAMS", "grpc_max_concurrent_streams", int, 1, 10**6),
+        ("WADM_GRPC_MIN_PING_INTERVAL_SECONDS", "grpc_min_ping_interval_seconds", float, 0, 3600),
+        ("WADM_HTTP_MAX_CONCURRENCY", "http_max_concurrency", int, 1, 10**6),
+    )
+    for name, key, kind, low, high in numbers:
+        if name in env:
+            values[key] = _number(env[name], name, kind, low, high)
+    return values

@@ -59,11 +59,29 @@ class FailedPreconditionError(WadmError):
     """The request is valid but the system is not in a state to perform it (e.g. a read-only replica)."""
 
 
-class ResourceExhaustedError(WadmError):
-    """A limit was hit; the caller may retry after `retry_after_seconds`."""
+class UnauthenticatedError(WadmError):
+    """The call carries no valid credentials (no API key, or an unknown or revoked one)."""
 
-    def __init__(self, message: str, *, retry_after_seconds: float) -> None:
+
+class PermissionDeniedError(WadmError):
+    """The caller is known but may not do this (its key lacks the scope)."""
+
+
+class ResourceExhaustedError(WadmError):
+    """A limit was hit; the caller may retry after `retry_after_seconds`. `quota_subject` (e.g. "key:NAME")
+    and `quota_description` name the quota that was exhausted (google.rpc.QuotaFailure), when it is one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_seconds: float,
+        quota_subject: str | None = None,
+        quota_description: str = "",
+    ) -> None:
         self.retry_after_seconds = retry_after_seconds
+        self.quota_subject = quota_subject
+        self.quota_description = quota_description
         super().__init__(message)
 
 
@@ -74,9 +92,17 @@ class UnavailableError(WadmError):
     call did before it was ended.
     """
 
-    def __init__(self, message: str, *, reason: str | None = None, metadata: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        retry_after_seconds: float = 1.0,
+    ) -> None:
         self.reason = reason
         self.metadata = dict(metadata or {})
+        self.retry_after_seconds = retry_after_seconds
         super().__init__(message)
 
 

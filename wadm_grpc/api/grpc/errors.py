@@ -17,7 +17,9 @@ from wadm_grpc.domain.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     ResourceExhaustedError,
+    UnauthenticatedError,
     UnavailableError,
 )
 
@@ -102,19 +104,31 @@ def _expected_status(error: Exception) -> status_pb2.Status | None:
         return status_pb2.Status(code=code_pb2.NOT_FOUND, message=str(error))
     if isinstance(error, FailedPreconditionError):
         return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=str(error))
+    if isinstance(error, UnauthenticatedError):
+        return status_pb2.Status(code=code_pb2.UNAUTHENTICATED, message=str(error))
+    if isinstance(error, PermissionDeniedError):
+        return status_pb2.Status(code=code_pb2.PERMISSION_DENIED, message=str(error))
     if isinstance(error, ResourceExhaustedError):
-        return status_pb2.Status(
-            code=code_pb2.RESOURCE_EXHAUSTED,
-            message=str(error),
-            details=[_retry_info(error.retry_after_seconds)],
-        )
+        details = [_retry_info(error.retry_after_seconds)]
+        if error.quota_subject is not None:
+            violation = error_details_pb2.QuotaFailure.Violation(
+                subject=error.quota_subject, description=error.quota_description
+            )
+            details.append(_packed(error_details_pb2.QuotaFailure(violations=[violation])))
+        return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=str(error), details=details)
     if isinstance(error, UnavailableError):
-        details = [_retry_info(1.0)]
+        details = [_retry_info(error.retry_after_seconds)]
         if error.reason is not None:
             why = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
             details.append(_packed(why))
         return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=str(error), details=details)
     return None
+
+
+def _kept_metadata(context: Context, status: grpc.Status) -> tuple[tuple[str, str | bytes], ...]:
+    """The status's trailing metadata after what the call already set (e.g. X-RateLimit-* values)."""
+    earlier = tuple(item for item in context.trailing_metadata() or () if not item[0].startswith("grpc-"))
+    return earlier + tuple(status.trailing_metadata)
 
 
 def end_call(context: Context, error: Exception, *, rpc: str) -> None:
@@ -123,13 +137,14 @@ def end_call(context: Context, error: Exception, *, rpc: str) -> None:
     status = rpc_status.to_status(status_of(error, rpc=rpc))
     context.set_code(status.code)
     context.set_details(status.details)
-    context.set_trailing_metadata(status.trailing_metadata)
+    context.set_trailing_metadata(_kept_metadata(context, status))
 
 
 async def abort(context: Context, error: Exception, *, rpc: str) -> NoReturn:
-    """End the call with the status for `error`."""
-    await context.abort_with_status(rpc_status.to_status(status_of(error, rpc=rpc)))
-    raise AssertionError("abort_with_status returned")  # pragma: no cover
+    """End the call with the status for `error` (trailing metadata set earlier is kept)."""
+    status = rpc_status.to_status(status_of(error, rpc=rpc))
+    await context.abort(status.code, status.details, _kept_metadata(context, status))
+    raise AssertionError("abort returned")  # pragma: no cover
 
 
 def unary(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,14 +33,32 @@ HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 SERVICES = (MARKET_DATA, TRADE_INGEST, ADMIN)
 
 # Long-lived streams behind proxies: let clients keep connections alive with pings every 10 s,
-# and ping idle clients ourselves so dead peers are noticed.
+# and ping idle clients ourselves so dead peers are noticed. A client pinging more often gets a strike
+# per ping; past MAX_PING_STRIKES the server sends GOAWAY (too_many_pings) and closes, as gRPC servers do.
 CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
     ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-    ("grpc.http2.max_ping_strikes", 0),
 ]
+MAX_PING_STRIKES = 2
+
+
+def transport_options(
+    *, max_message_bytes: int, max_concurrent_streams: int, min_ping_interval_seconds: float
+) -> list[tuple[str, int]]:
+    """Message size limits (both ways), concurrent calls per connection and keepalive enforcement."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_concurrent_streams", max_concurrent_streams),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", int(min_ping_interval_seconds * 1000)),
+        ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
+    ]
+
+
+DEFAULT_TRANSPORT = transport_options(
+    max_message_bytes=4 * 1024 * 1024, max_concurrent_streams=1000, min_ping_interval_seconds=10.0
+)
 
 
 class _Registration:
@@ -103,12 +122,14 @@ async def build_server(
     address: str,
     extra_options: list[tuple[str, int]] | None = None,
     local_addresses: tuple[str, ...] = (),
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> GrpcServer:
     """Create, bind and start the server; `address` like "127.0.0.1:0" (port 0 picks a free one).
-    `local_addresses`: more to listen on, e.g. this process's own socket for its HTTP gateway."""
-    server = grpc.aio.server(
-        options=CHANNEL_OPTIONS + (extra_options or []), interceptors=[MalformedRequestInterceptor()]
-    )
+    `local_addresses`: more to listen on, e.g. this process's own socket for its HTTP gateway.
+    `interceptors` run first (access control), then the malformed-request guard. `extra_options` override
+    the defaults (DEFAULT_TRANSPORT)."""
+    options = dict(CHANNEL_OPTIONS + DEFAULT_TRANSPORT + (extra_options or []))
+    server = grpc.aio.server(options=list(options.items()), interceptors=[*interceptors, MalformedRequestInterceptor()])
     _add_market_data(market_data, server)
     ingest_grpc.add_TradeIngestServiceServicer_to_server(ingest, server)
     admin_grpc.add_AdminServiceServicer_to_server(admin, server)

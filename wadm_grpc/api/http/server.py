@@ -21,6 +21,7 @@ log = logging.getLogger("wadm_grpc.http")
 # Request lines and headers up to this size are parsed (the app then refuses long queries with a Status);
 # beyond it uvicorn answers 400 itself.
 MAX_REQUEST_HEAD_BYTES = 64 * 1024
+WS_MAX_FRAME_BYTES = 64 * 1024
 
 
 class _Uvicorn(uvicorn.Server):
@@ -79,6 +80,7 @@ async def start_http(
     port: int,
     reuse_port: bool = False,
     cors_origins: Sequence[str] = (),
+    max_concurrency: int | None = None,
 ) -> HttpServer:
     """Serve the gateway for the gRPC server at `target` on host:port; returns once it is listening."""
     upstream = Upstream(target)
@@ -92,6 +94,10 @@ async def start_http(
         server_header=False,
         h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
         timeout_graceful_shutdown=10,
+        # Beyond this many connections and requests at once uvicorn answers 503 (WADM_HTTP_MAX_CONCURRENCY).
+        limit_concurrency=max_concurrency,
+        # Client WebSocket frames are small JSON commands; the default (16 MiB) would let one frame cost that.
+        ws_max_size=WS_MAX_FRAME_BYTES,
     )
     server = _Uvicorn(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="http-server")

@@ -1,0 +1,126 @@
+"""Load shedding: a bound on concurrent store reads, a short queue that respects the call's deadline, and
+UnavailableError (UNAVAILABLE + RetryInfo) beyond it.
+
+Only store reads pass the gate: cached answers never reach the store, so they never wait behind it.
+A flood of uncached queries can then cost its own callers refusals, not the other clients' latency,
+nor the server's memory (at most `max_running` results are being built at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from typing import TypeVar
+
+from wadm_grpc.domain.aggregate import Aggregate, SymbolSummary, WindowStats
+from wadm_grpc.domain.errors import UnavailableError
+from wadm_grpc.domain.trade import Trade
+from wadm_grpc.ports import CandleQuery, TradeQuery, TradeStore
+
+T = TypeVar("T")
+
+# When the running call's deadline passes (time.monotonic()), or None without one; set by the API layer.
+call_deadline: ContextVar[float | None] = ContextVar("call_deadline", default=None)
+# The RPC the running call is (for the events of shed calls); set by the API layer.
+call_method: ContextVar[str] = ContextVar("call_method", default="")
+RETRY_AFTER_SECONDS = 1.0
+SHED_REASON = "OVERLOADED"
+
+
+class StoreQueryGate:
+    """At most `max_running` reads at once; up to `max_queued` more wait, each at most `max_wait_seconds`
+    and never past its call's deadline; any other read is refused at once."""
+
+    def __init__(
+        self,
+        *,
+        max_running: int,
+        max_queued: int,
+        max_wait_seconds: float,
+        on_shed: Callable[[str], None] | None = None,
+    ) -> None:
+        self.max_running = max_running
+        self.max_queued = max_queued
+        self.max_wait_seconds = max_wait_seconds
+        self._slots = asyncio.Semaphore(max_running)
+        self._waiting = 0
+        self._on_shed = on_shed
+        self.shed = 0
+
+    @property
+    def waiting(self) -> int:
+        """Reads queued now."""
+        return self._waiting
+
+    def _refuse(self, why: str) -> UnavailableError:
+        self.shed += 1
+        if self._on_shed is not None:
+            self._on_shed(call_method.get())
+        return UnavailableError(
+            f"the store is saturated ({why}); retry shortly",
+            reason=SHED_REASON,
+            retry_after_seconds=RETRY_AFTER_SECONDS,
+        )
+
+    async def run(self, read: Callable[[], Awaitable[T]]) -> T:
+        """`await read()` once a slot is free, or UnavailableError."""
+        if self._slots.locked():
+            if self._waiting >= self.max_queued:
+                raise self._refuse(f"{self.max_running} queries running, {self._waiting} queued")
+            wait = self.max_wait_seconds
+            deadline = call_deadline.get()
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                raise self._refuse("no time left before the call's deadline")
+            self._waiting += 1
+            try:
+                async with asyncio.timeout(wait):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise self._refuse(f"no query slot within {wait:.3f} s") from None
+            finally:
+                self._waiting -= 1
+        else:
+            await self._slots.acquire()
+        try:
+            return await read()
+        finally:
+            self._slots.release()
+
+
+class GatedTradeStore:
+    """A TradeStore whose aggregate and trade reads pass a StoreQueryGate; writes and the symbol list
+    (one row per market) go straight through."""
+
+    def __init__(self, store: TradeStore, gate: StoreQueryGate) -> None:
+        self.inner = store
+        self.gate = gate
+
+    async def insert_trades(self, trades: Sequence[Trade]) -> list[Trade]:
+        """Ingest is not shed here (its own calls bound it)."""
+        return await self.inner.insert_trades(trades)
+
+    async def candles(self, query: CandleQuery) -> list[tuple[int, Aggregate]]:
+        """Gated."""
+        return await self.gate.run(lambda: self.inner.candles(query))
+
+    async def symbols(self, exchanges: tuple[str, ...]) -> list[SymbolSummary]:
+        """Not gated: one row per market, as cheap as a cache read, and what clients poll to find markets."""
+        return await self.inner.symbols(exchanges)
+
+    async def window_stats(
+        self, symbols: Sequence[str], exchanges: tuple[str, ...], start_us: int, end_us: int
+    ) -> dict[str, WindowStats]:
+        """Gated."""
+        return await self.gate.run(lambda: self.inner.window_stats(symbols, exchanges, start_us, end_us))
+
+    async def trades(self, query: TradeQuery) -> list[Trade]:
+        """Gated."""
+        return await self.gate.run(lambda: self.inner.trades(query))
+
+    async def close(self) -> None:
+        """Close the store."""
+        await self.inner.close()
