@@ -33,7 +33,16 @@ LIVENESS_PATHS = ("/healthz", "/api/v1/system/health")
 READINESS_PATH = "/readyz"
 # Headers a browser may send cross-origin, and those its scripts may read.
 CORS_REQUEST_HEADERS = ["authorization", "content-type", "grpc-timeout", "if-none-match", "x-api-key", "x-request-id"]
-CORS_EXPOSED_HEADERS = ["ETag", "Cache-Control", "Retry-After", "Content-Type"]
+CORS_EXPOSED_HEADERS = [
+    "ETag",
+    "Cache-Control",
+    "Retry-After",
+    "Content-Type",
+    "WWW-Authenticate",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+]
 
 Handler = Callable[[Request], Awaitable[Response]]
 

@@ -17,6 +17,14 @@ from wadm_grpc.api.grpc.errors import status_of
 from wadm_grpc.api.http.render import status_json
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# The server's rate-limit metadata (access/interceptor.py) and the HTTP headers it becomes.
+RATE_LIMIT_HEADERS = {
+    "x-ratelimit-limit": "X-RateLimit-Limit",
+    "x-ratelimit-remaining": "X-RateLimit-Remaining",
+    "x-ratelimit-reset": "X-RateLimit-Reset",
+}
+# RFC 9110 11.6.1: a 401 says how to authenticate. Keys go as X-API-Key or as an RFC 6750 bearer token.
+WWW_AUTHENTICATE = 'Bearer realm="wadm", charset="UTF-8"'
 
 # grpc-gateway v2 runtime/errors.go HTTPStatusFromCode.
 HTTP_STATUS_OF_CODE: dict[int, int] = {
@@ -57,6 +65,23 @@ def status_of_rpc_error(error: grpc.aio.AioRpcError) -> status_pb2.Status:
     return status_pb2.Status(code=code.value[0], message=error.details() or code.name)
 
 
+def rate_limit_headers(*metadata: object) -> dict[str, str]:
+    """X-RateLimit-* headers from the call's initial and/or trailing metadata (empty when unlimited)."""
+    headers: dict[str, str] = {}
+    for part in metadata:
+        for key, value in part or ():  # type: ignore[attr-defined]
+            name = RATE_LIMIT_HEADERS.get(key)
+            if name is not None and isinstance(value, str):
+                headers[name] = value
+    return headers
+
+
+def rpc_error_response(error: grpc.aio.AioRpcError, *, pretty: bool = False) -> Response:
+    """The HTTP answer for a failed call: its Status, with the call's X-RateLimit-* headers."""
+    headers = rate_limit_headers(error.trailing_metadata())
+    return error_response(status_of_rpc_error(error), pretty=pretty, headers=headers)
+
+
 def status_of_exception(error: Exception, *, where: str) -> status_pb2.Status:
     """A gateway-side error as a Status (domain errors by the gRPC table; anything else INTERNAL, logged)."""
     if isinstance(error, grpc.aio.AioRpcError):
@@ -87,11 +112,14 @@ def error_response(
     http_status_code: int | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """The HTTP answer for `status`: its JSON, the mapped HTTP status, Retry-After when the server said."""
+    """The HTTP answer for `status`: its JSON, the mapped HTTP status, Retry-After when the server said,
+    WWW-Authenticate with a 401."""
     extra = dict(headers or {})
     retry = retry_after_seconds(status)
     if retry is not None:
         extra["Retry-After"] = str(retry)
+    if status.code == code_pb2.UNAUTHENTICATED:
+        extra["WWW-Authenticate"] = WWW_AUTHENTICATE
     return Response(
         status_json(status, pretty=pretty),
         status_code=http_status_code or http_status(status.code),

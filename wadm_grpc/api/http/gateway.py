@@ -17,7 +17,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from wadm_grpc.api.grpc.market_data import CACHE_TTL_METADATA
-from wadm_grpc.api.http.errors import error_response, simple_status, status_of_exception, status_of_rpc_error
+from wadm_grpc.api.http.errors import (
+    error_response,
+    rate_limit_headers,
+    rpc_error_response,
+    simple_status,
+    status_of_exception,
+)
 from wadm_grpc.api.http.forward import Upstream, forwarded_metadata, timeout_seconds
 from wadm_grpc.api.http.query import build_request
 from wadm_grpc.api.http.render import AnswerRenderer
@@ -63,7 +69,7 @@ class Gateway:
                 error = InvalidArgumentError.of("path", str(error))
             return error_response(status_of_exception(error, where="http"), pretty=pretty)
         except grpc.aio.AioRpcError as error:
-            return error_response(status_of_rpc_error(error), pretty=pretty)
+            return rpc_error_response(error, pretty=pretty)
         except Exception as error:
             return error_response(status_of_exception(error, where=f"http {request.method}"), pretty=pretty)
 
@@ -110,11 +116,14 @@ class Gateway:
                 call.cancel()
                 raise
             sse = wants_event_stream(request.headers.get("accept", ""))
-            return stream_response(call, route.response_class, sse=sse)
+            response = stream_response(call, route.response_class, sse=sse)
+            response.headers.update(rate_limit_headers(await call.initial_metadata()))
+            return response
         unary = self.upstream.unary(route.grpc_path)(payload, metadata=metadata, timeout=timeout)
         answer: bytes = await unary
         rendered = self.renderer.render(route.response_class, answer, pretty=pretty)
-        headers = {"ETag": rendered.etag, "Cache-Control": _cache_control(await unary.trailing_metadata())}
+        trailing = await unary.trailing_metadata()
+        headers = {"ETag": rendered.etag, "Cache-Control": _cache_control(trailing), **rate_limit_headers(trailing)}
         if _matches(request.headers.get("if-none-match"), rendered.etag):
             return Response(status_code=304, headers=headers)
         if request.method == "HEAD":

@@ -29,6 +29,9 @@ METHOD = "/wadm.market.v1.MarketDataService/SubscribeTrades"
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_INTERNAL_ERROR = 1011
 RETRYABLE = (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+# RFC 6455 1008 "policy violation": no key, an unknown or revoked one, or one without the stream scope.
+CLOSE_POLICY_VIOLATION = 1008
+REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 # A close reason is at most 123 bytes (RFC 6455 5.5).
 MAX_REASON_BYTES = 123
 # Like the server's stall limit: a browser that takes no frame for this long is cut off, not waited for.
@@ -62,15 +65,37 @@ def _heartbeat(value: object, problems: Violations) -> float | None:
         return None
 
 
-def request_of(text: str, default_heartbeat: float | None) -> md.SubscribeTradesRequest:
-    """The SubscribeTradesRequest a client frame asks for, or InvalidArgumentError saying why there is none."""
+def _frame(text: str) -> dict[str, Any]:
     try:
         frame = json.loads(text)
     except ValueError as error:
         raise InvalidArgumentError.of("frame", f"is not JSON ({str(error)[:80]})") from None
     if not isinstance(frame, dict):
         raise InvalidArgumentError.of("frame", 'must be a JSON object, e.g. {"op": "ping"}')
+    return frame
+
+
+def auth_key_of(text: str) -> str | None:
+    """The key of an {"op": "auth", "key": KEY} frame, None for any other frame (a malformed auth frame is
+    InvalidArgumentError). Browsers cannot set headers on a WebSocket: this first frame stands for them."""
+    try:
+        frame = _frame(text)
+    except InvalidArgumentError:
+        return None  # not an auth frame: handled (and refused) as a command
+    if frame.get("op") != "auth":
+        return None
+    key = frame.get("key")
+    if not isinstance(key, str) or not key.strip() or set(frame) - {"op", "key"}:
+        raise InvalidArgumentError.of("key", 'the auth frame is {"op": "auth", "key": "<API key>"}')
+    return key.strip()
+
+
+def request_of(text: str, default_heartbeat: float | None) -> md.SubscribeTradesRequest:
+    """The SubscribeTradesRequest a client frame asks for, or InvalidArgumentError saying why there is none."""
+    frame = _frame(text)
     op = frame.get("op")
+    if op == "auth":
+        raise InvalidArgumentError.of("op", "auth must be the first frame (or send X-API-Key with the upgrade)")
     if not isinstance(op, str) or op not in _FIELDS:
         raise InvalidArgumentError.of("op", "must be one of subscribe, unsubscribe, ping")
     problems = Violations()
@@ -122,7 +147,22 @@ async def serve_trades_socket(websocket: WebSocket, upstream: Upstream) -> None:
             await websocket.close(1008, "heartbeat_interval must be seconds (5) or a duration (5s)")
             return
     peer = websocket.client.host if websocket.client else None
-    call = upstream.bidi(METHOD)(metadata=forwarded_metadata(dict(websocket.headers), peer))
+    headers = dict(websocket.headers)
+    pending: list[str] = []
+    if "x-api-key" not in headers and "authorization" not in headers:
+        try:
+            first = await websocket.receive_text()
+            key = auth_key_of(first)
+        except WebSocketDisconnect:
+            return
+        except InvalidArgumentError as refused:
+            await _close(websocket, CLOSE_POLICY_VIOLATION, str(refused))
+            return
+        if key is None:
+            pending.append(first)  # not auth: the first command, the call goes without a key
+        else:
+            headers["x-api-key"] = key  # the server checks it like any key (access/interceptor.py)
+    call = upstream.bidi(METHOD)(metadata=forwarded_metadata(headers, peer))
     sending = asyncio.Lock()
 
     async def send(frame: dict[str, Any]) -> None:
@@ -131,7 +171,7 @@ async def serve_trades_socket(websocket: WebSocket, upstream: Upstream) -> None:
 
     async def client_to_server() -> None:
         while True:
-            text = await websocket.receive_text()
+            text = pending.pop() if pending else await websocket.receive_text()
             try:
                 request = request_of(text, default_heartbeat)
             except InvalidArgumentError as error:
@@ -154,6 +194,7 @@ async def serve_trades_socket(websocket: WebSocket, upstream: Upstream) -> None:
         if isinstance(error, grpc.aio.AioRpcError):
             status = status_of_rpc_error(error)
             code = CLOSE_TRY_AGAIN_LATER if error.code() in RETRYABLE else CLOSE_INTERNAL_ERROR
+            code = CLOSE_POLICY_VIOLATION if error.code() in REFUSED else code
             await _close(websocket, code, f"{grpc.StatusCode(error.code()).name}: {status.message}")
         elif isinstance(error, TimeoutError):
             await _close(websocket, CLOSE_TRY_AGAIN_LATER, "client took no data; reconnect")
