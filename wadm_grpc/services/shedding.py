@@ -54,6 +54,11 @@ class StoreQueryGate:
         """Reads queued now."""
         return self._waiting
 
+    @property
+    def saturated(self) -> bool:
+        """Whether every slot is taken (a new read would queue or be refused)."""
+        return self._slots.locked()
+
     def _refuse(self, why: str) -> UnavailableError:
         self.shed += 1
         if self._on_shed is not None:
