@@ -169,6 +169,7 @@ async def bootstrap(
             on_shed=access.events.shed,
         )
         reads = GatedTradeStore(store, gate)
+        cache.gate = gate
     return App(
         settings=settings,
         store=store,

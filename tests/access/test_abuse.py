@@ -43,9 +43,10 @@ async def test_cached_answers_never_wait_behind_a_saturated_store(tmp_path: Path
     assert app.gate is not None
     gate = app.gate
     try:
+        own_connection = [("grpc.use_local_subchannel_pool", 1)]  # two clients, two connections
         async with (
-            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as flood_channel,
-            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as victim_channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}", options=own_connection) as flood_channel,
+            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}", options=own_connection) as victim_channel,
         ):
             flooder = md_grpc.MarketDataServiceStub(flood_channel)
             victim = md_grpc.MarketDataServiceStub(victim_channel)

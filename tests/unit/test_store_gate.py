@@ -58,3 +58,13 @@ async def test_a_queued_read_gives_up_at_its_calls_deadline() -> None:
     release.set()
     await holder
     assert gate.waiting == 0
+
+
+async def test_a_load_holding_a_slot_passes_its_own_store_reads_through() -> None:
+    gate = StoreQueryGate(max_running=1, max_queued=0, max_wait_seconds=0.01)
+
+    async def load() -> str:
+        return await gate.run(_instant)  # one slot, held by this load: would be refused if it queued
+
+    assert await gate.run(load) == "quick"
+    assert gate.shed == 0

@@ -29,6 +29,7 @@ from wadm_grpc.domain.timeframe import Timeframe
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.ports import Cache, CacheStats, Clock
 from wadm_grpc.services.cache_aside import CacheAside
+from wadm_grpc.services.shedding import StoreQueryGate
 
 KEY_PREFIX = "answer:v1"
 # Longer than any answer TTL (config caps those at 7 days), so a generation outlives what it guards.
@@ -58,6 +59,8 @@ class ReadCache:
         self._clock = clock
         self.ttls = ttls or CacheTtls()
         self.invalidations = 0
+        # Load shedding (services/shedding.py): every load on a miss holds one of its slots; set by bootstrap.
+        self.gate: StoreQueryGate | None = None
 
     @property
     def enabled(self) -> bool:
@@ -74,6 +77,13 @@ class ReadCache:
     ) -> bytes:
         """The cached rendered answer, or `await load()` cached for `ttl_seconds`. `symbol` ties the entry
         to that symbol's generation (None: the entry relies on its TTL alone)."""
+        gate = self.gate
+        if gate is not None:
+            unguarded = load
+
+            async def load() -> bytes:
+                return await gate.run(unguarded)
+
         if self._aside is None:
             return await load()
         answer_ttl_seconds.set(ttl_seconds)

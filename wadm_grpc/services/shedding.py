@@ -1,9 +1,11 @@
-"""Load shedding: a bound on concurrent store reads, a short queue that respects the call's deadline, and
-UnavailableError (UNAVAILABLE + RetryInfo) beyond it.
+"""Load shedding: a bound on concurrent uncached reads, a short queue that respects the call's deadline,
+and UnavailableError (UNAVAILABLE + RetryInfo) beyond it.
 
-Only store reads pass the gate: cached answers never reach the store, so they never wait behind it.
-A flood of uncached queries can then cost its own callers refusals, not the other clients' latency,
-nor the server's memory (at most `max_running` results are being built at once).
+A cache miss holds a slot for its whole load (the store reads and the rendering of the answer, which is
+Python work on the event loop: 1,000 candles cost more than the query), so the loop never has more than
+`max_running` such answers to build at once; reads that no cache fronts (ListTrades) take a slot per
+store read. Cached answers never pass the gate, so they never wait behind it. A flood of uncached queries
+then costs its own callers refusals, not the other clients' latency, nor the server's memory.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ T = TypeVar("T")
 call_deadline: ContextVar[float | None] = ContextVar("call_deadline", default=None)
 # The RPC the running call is (for the events of shed calls); set by the API layer.
 call_method: ContextVar[str] = ContextVar("call_method", default="")
+# Whether the running task holds a slot: a load that holds one (the whole cache miss: store reads and
+# rendering) passes its own store reads through instead of queueing behind itself.
+_holding: ContextVar[bool] = ContextVar("holding_store_slot", default=False)
 RETRY_AFTER_SECONDS = 1.0
 SHED_REASON = "OVERLOADED"
 
@@ -70,7 +75,9 @@ class StoreQueryGate:
         )
 
     async def run(self, read: Callable[[], Awaitable[T]]) -> T:
-        """`await read()` once a slot is free, or UnavailableError."""
+        """`await read()` once a slot is free, or UnavailableError (at once when this task holds one)."""
+        if _holding.get():
+            return await read()
         if self._slots.locked():
             if self._waiting >= self.max_queued:
                 raise self._refuse(f"{self.max_running} queries running, {self._waiting} queued")
@@ -90,9 +97,11 @@ class StoreQueryGate:
                 self._waiting -= 1
         else:
             await self._slots.acquire()
+        token = _holding.set(True)
         try:
             return await read()
         finally:
+            _holding.reset(token)
             self._slots.release()
 
 
