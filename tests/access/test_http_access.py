@@ -131,3 +131,29 @@ async def test_auth_off_answers_as_before_without_rate_limit_headers(tmp_path: P
         answer = await client.get("/api/v1/market/symbols")
         assert answer.status_code == 200 and "x-ratelimit-limit" not in answer.headers
         assert await _subscribed(port, None) == "subscribed"
+
+
+async def test_anonymous_http_clients_are_limited_by_the_address_the_local_gateway_saw(tmp_path: Path) -> None:
+    from wadm_grpc.bootstrap import bootstrap, gateway_socket, start_grpc
+    from wadm_grpc.config import Settings
+    from wadm_grpc.stores.duckdb import DuckDBTradeStore
+
+    app = await bootstrap(
+        Settings(page_token_key=b"k", rate_limit_per_minute=2), store=DuckDBTradeStore(tmp_path / "d")
+    )
+    local = gateway_socket()
+    server = await start_grpc(app, "127.0.0.1:0", local_addresses=(local,))
+    http = await start_http(target=local, host="127.0.0.1", port=0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", timeout=30) as client:
+            for spoofed in ("10.0.0.1", "10.0.0.2"):
+                answer = await client.get("/api/v1/market/symbols", headers={"X-Forwarded-For": spoofed})
+                assert answer.status_code == 200
+            refused = await client.get("/api/v1/market/symbols", headers={"X-Forwarded-For": "10.0.0.3"})
+            assert refused.status_code == 429
+            quota = next(d for d in refused.json()["details"] if d["@type"].endswith("QuotaFailure"))
+            assert quota["violations"][0]["subject"] == "ip:127.0.0.1"  # the gateway's peer, not the header
+    finally:
+        await http.stop(0)
+        await server.stop(0)
+        await app.close()

@@ -96,6 +96,9 @@ async def start_http(
         timeout_graceful_shutdown=10,
         # Beyond this many connections and requests at once uvicorn answers 503 (WADM_HTTP_MAX_CONCURRENCY).
         limit_concurrency=max_concurrency,
+        # The client address is the TCP peer's: uvicorn's default would take X-Forwarded-For from any
+        # loopback peer, and anonymous rate limits are per address (docs/access.md "Client IP").
+        proxy_headers=False,
         # Client WebSocket frames are small JSON commands; the default (16 MiB) would let one frame cost that.
         ws_max_size=WS_MAX_FRAME_BYTES,
     )
