@@ -6,16 +6,22 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from wadm_grpc.api.grpc.admin import AdminServicer
 from wadm_grpc.api.grpc.ingest import TradeIngestServicer
 from wadm_grpc.api.grpc.market_data import MarketDataServicer
+from wadm_grpc.api.grpc.observe import ObservingInterceptor
 from wadm_grpc.api.grpc.server import GrpcServer, build_server
-from wadm_grpc.api.http.server import HttpServer, loopback_target, start_http
+from wadm_grpc.api.http.metrics_port import MetricsServer, serve_metrics
+from wadm_grpc.api.http.server import HttpServer, start_http, url
+from wadm_grpc.api.tls import TlsFiles, grpc_server_credentials
 from wadm_grpc.bus.memory import InProcessTradeBus
 from wadm_grpc.bus.redis import RedisTradeBus
 from wadm_grpc.cache.memory import MemoryCache
@@ -25,6 +31,9 @@ from wadm_grpc.config import Settings
 from wadm_grpc.domain.clock import SystemClock
 from wadm_grpc.feeds.demo import DemoFeed
 from wadm_grpc.memory_release import release_after_stream_bursts
+from wadm_grpc.metrics.registry import Metrics
+from wadm_grpc.metrics.scrape import Scrape, scraper
+from wadm_grpc.metrics.store import TimedTradeStore
 from wadm_grpc.ports import Clock, LiveTradeSource, TradeBus, TradeStore
 from wadm_grpc.redis_connection import redis_client
 from wadm_grpc.services.candles import CandleService
@@ -56,6 +65,7 @@ class App:
     orderbook: OrderbookService
     trades: TradeService
     streams: StreamService
+    metrics: Metrics = field(default_factory=Metrics)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -148,9 +158,13 @@ async def bootstrap(
     closers: list[Callable[[], Awaitable[None]]] = []
     if cache is None:
         cache, closers = build_cache(settings, clock)
+    metrics = Metrics()
+    raw_store = store
+    store = TimedTradeStore(raw_store, metrics)  # what services use; App.store stays the adapter itself
     return App(
         settings=settings,
-        store=store,
+        store=raw_store,
+        metrics=metrics,
         bus=bus,
         clock=clock,
         cache=cache,
@@ -165,10 +179,29 @@ async def bootstrap(
     )
 
 
+def tls_files(settings: Settings) -> TlsFiles | None:
+    """The server's TLS files (WADM_TLS_CERT, WADM_TLS_KEY, WADM_TLS_CLIENT_CA), None for plaintext."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    ca = Path(settings.tls_client_ca) if settings.tls_client_ca else None
+    return TlsFiles(cert=Path(settings.tls_cert), key=Path(settings.tls_key), client_ca=ca)
+
+
+def metrics_scraper(app: App) -> Scrape:
+    """/metrics for `app`: samples the cache and stream counters, then renders (every worker's)."""
+    return scraper(app.metrics, before=lambda: app.metrics.sample(app.cache.stats(), app.streams.stats()))
+
+
 async def start_grpc(
-    app: App, address: str, *, reuse_port: bool = False, local_addresses: tuple[str, ...] = ()
+    app: App,
+    address: str,
+    *,
+    reuse_port: bool = False,
+    local_addresses: tuple[str, ...] = (),
+    tls: TlsFiles | None = None,
 ) -> GrpcServer:
-    """A started gRPC server serving `app`; `reuse_port` lets worker processes share the port."""
+    """A started gRPC server serving `app`; `reuse_port` lets worker processes share the port; `tls`
+    secures `address` (the local addresses stay plaintext: see gateway_socket)."""
     return await build_server(
         market_data=MarketDataServicer(
             candles=app.candles,
@@ -183,6 +216,8 @@ async def start_grpc(
         address=address,
         extra_options=[("grpc.so_reuseport", 1 if reuse_port else 0)],
         local_addresses=local_addresses,
+        credentials=grpc_server_credentials(tls) if tls is not None else None,
+        interceptors=[ObservingInterceptor(app.metrics)],
     )
 
 
@@ -214,13 +249,34 @@ def start_demo_feed(app: App) -> DemoFeed:
     return feed
 
 
-def gateway_socket() -> str:
+async def start_metrics_port(settings: Settings, scrape: Scrape) -> MetricsServer | None:
+    """/metrics on WADM_METRICS_PORT too, when set."""
+    if settings.metrics_port is None:
+        return None
+    return await serve_metrics(
+        scrape,
+        host=settings.host,
+        port=settings.metrics_port,
+        reuse_port=settings.workers > 1,
+        tls=tls_files(settings),
+    )
+
+
+def gateway_socket(private_dir: Path | None = None) -> str:
     """This process's own gRPC socket for its HTTP gateway. Not the shared TCP port: with workers, the
-    kernel would pin each gateway's one connection to any worker, and two could load the same one."""
+    kernel would pin each gateway's one connection to any worker, and two could load the same one.
+
+    It is plaintext. Without TLS an abstract socket is enough (any local process can reach the loopback
+    port just as well); with TLS it is a socket file in `private_dir` (mode 0700), so only this user,
+    who can read the key anyway, gets past TLS and client certificates (docs/tls.md)."""
+    if private_dir is not None:
+        return f"unix:{private_dir / 'grpc.sock'}"
     return f"unix-abstract:wadm-grpc-{os.getpid()}"
 
 
-async def start_gateway(settings: Settings, target: str) -> HttpServer | None:
+async def start_gateway(
+    settings: Settings, target: str, *, metrics: Metrics | None = None, scrape: Scrape | None = None
+) -> HttpServer | None:
     """The HTTP/JSON gateway in front of the gRPC server at `target` (None when WADM_HTTP=false). Every HTTP
     call is forwarded as a gRPC call, so every gRPC interceptor and handler applies to it unchanged."""
     if not settings.http_enabled:
@@ -231,21 +287,35 @@ async def start_gateway(settings: Settings, target: str) -> HttpServer | None:
         port=settings.http_port,
         reuse_port=settings.workers > 1,
         cors_origins=settings.cors_origins,
+        tls=tls_files(settings),
+        metrics=metrics,
+        scrape=scrape,
     )
 
 
 async def serve(settings: Settings, *, worker: int = 0) -> None:
     """Run the service until SIGTERM or SIGINT, then drain gracefully."""
     app = await bootstrap(settings, worker=worker)
-    local = (gateway_socket(),) if settings.http_enabled else ()
-    server = await start_grpc(app, settings.address, reuse_port=settings.workers > 1, local_addresses=local)
-    http = await start_gateway(settings, local[0]) if local else None
+    tls = tls_files(settings)
+    private = Path(tempfile.mkdtemp(prefix="wadm-grpc-")) if tls is not None and settings.http_enabled else None
+    if private is not None:
+        app.closers.append(lambda: asyncio.to_thread(shutil.rmtree, private, True))
+    local = (gateway_socket(private),) if settings.http_enabled else ()
+    server = await start_grpc(app, settings.address, reuse_port=settings.workers > 1, local_addresses=local, tls=tls)
+    scrape = metrics_scraper(app)
+    http = await start_gateway(settings, local[0], metrics=app.metrics, scrape=scrape) if local else None
+    extra_http = await start_metrics_port(settings, scrape)
+    if extra_http is not None:
+        app.closers.append(lambda: extra_http.stop(0))
     log.info(
         "wadm-grpc started",
         extra={
             "address": settings.address,
             "port": server.port,
-            "http": f"http://{loopback_target(settings.host, http.port)}" if http else None,
+            "tls": tls is not None,
+            "mtls": tls is not None and tls.client_ca is not None,
+            "http": url(settings.host, http.port, tls=tls is not None) if http else None,
+            "metrics_port": extra_http.port if extra_http else None,
             "store": settings.store,
             "demo": settings.demo_feed,
             "worker": worker,

@@ -1,0 +1,31 @@
+"""The access log: one line per call on each face (logger `wadm_grpc.access`)."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("wadm_grpc.access")
+
+
+def current_key_name() -> str:
+    """The name of the API key the current call was made with, "-" when none.
+
+    Placeholder until API keys land (branch h10auth): the policy layer will provide the contextvar
+    this reads."""
+    return "-"
+
+
+def log_call(*, face: str, method: str, code: str, ms: float, bytes_sent: int, **more: object) -> None:
+    """One access-log line: method, face (grpc/http), status, duration, key name, bytes sent."""
+    log.info(
+        "call",
+        extra={
+            "face": face,
+            "method": method,
+            "code": code,
+            "ms": round(ms, 3),
+            "key": current_key_name(),
+            "bytes": bytes_sent,
+            **more,
+        },
+    )
