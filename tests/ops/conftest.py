@@ -72,11 +72,12 @@ def short_dir() -> Iterator[Path]:
 
 @dataclass
 class Service:
-    """A served app: gRPC on `grpc_port` (TLS), HTTPS on `http.port`."""
+    """A served app: gRPC on `server.port`, HTTP(S) on `http.port`."""
 
     app: App
     server: GrpcServer
     http: HttpServer
+    tls: bool
 
     @property
     def target(self) -> str:
@@ -84,7 +85,7 @@ class Service:
 
     @property
     def base_url(self) -> str:
-        return f"https://127.0.0.1:{self.http.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.http.port}"
 
 
 @asynccontextmanager
@@ -100,7 +101,7 @@ async def serving(settings: Settings, directory: Path, socket_dir: Path) -> Asyn
     http = await start_gateway(settings, local, metrics=app.metrics, scrape=metrics_scraper(app))
     assert http is not None
     try:
-        yield Service(app, server, http)
+        yield Service(app, server, http, tls=tls_files(settings) is not None)
     finally:
         await http.stop(0)
         await bus.close()

@@ -15,6 +15,11 @@ def current_key_name() -> str:
     return "-"
 
 
+def log_forwarded(*, method: str, code: str, ms: float) -> None:
+    """The gRPC side of a call the HTTP gateway forwarded (DEBUG: the gateway's line is the access line)."""
+    log.debug("forwarded call", extra={"face": "http", "method": method, "code": code, "ms": round(ms, 3)})
+
+
 def log_call(*, face: str, method: str, code: str, ms: float, bytes_sent: int, **more: object) -> None:
     """One access-log line: method, face (grpc/http), status, duration, key name, bytes sent."""
     log.info(

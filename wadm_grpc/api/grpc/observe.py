@@ -1,7 +1,8 @@
 """The observing interceptor: a request id, go-grpc-prometheus metrics and one access-log line per call.
 
-Messages and bytes are counted in the (de)serializers, which grpc.aio runs in the call's own task: that
-sees every message whether a handler yields it or writes it (StreamTrades writes). The request id comes
+Stream messages and bytes are counted in the (de)serializers, which grpc.aio runs in the call's own
+task: that sees every message whether a handler yields it or writes it (StreamTrades writes). A unary
+answer is serialised after the handler returns, so it is counted as it is returned. The request id comes
 from `x-request-id` when sane, else is made; it is sent back as initial metadata for unary answers (sent
 before the handler runs) and as trailing metadata for streams (whose handlers send the initial metadata
 themselves, once subscribed: the gateway's signal that a stream was accepted).
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from wadm_grpc.api.access_log import log_call
+from wadm_grpc.api.access_log import log_call, log_forwarded
 from wadm_grpc.api.grpc.errors import Context
 from wadm_grpc.logs import REQUEST_ID, request_id_from
 from wadm_grpc.metrics.registry import Metrics
@@ -133,7 +134,11 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
                     await context.send_initial_metadata(((REQUEST_ID_METADATA, call.request_id),))
                 error: BaseException | None = None
                 try:
-                    return await behavior(request, context)
+                    answer = await behavior(request, context)
+                    if not handler.response_streaming:  # serialised after the handler returns, so counted here
+                        call.tally.sent += 1
+                        call.tally.bytes_sent += len(answer) if isinstance(answer, bytes) else answer.ByteSize()
+                    return answer
                 except BaseException as raised:
                     error = raised
                     raise
@@ -191,15 +196,18 @@ class _Observer:
             metrics.stream_subscribers.labels(self._method).dec()
             trailing = tuple(context.trailing_metadata() or ())
             context.set_trailing_metadata((*trailing, (REQUEST_ID_METADATA, call.request_id)))
-        if call.face == "grpc":  # the gateway logs the calls it forwards, with their HTTP status
+        method = f"{self._labels[1]}/{self._method}"
+        if call.face == "grpc":
             log_call(
                 face="grpc",
-                method=f"{self._labels[1]}/{self._method}",
+                method=method,
                 code=code,
                 ms=seconds * 1000,
                 bytes_sent=call.tally.bytes_sent,
                 peer=context.peer(),
             )
+        else:  # the gateway writes the access line of the calls it forwards, with their HTTP status
+            log_forwarded(method=method, code=code, ms=seconds * 1000)
         try:
             REQUEST_ID.reset(call.tokens[0])
             _CALL.reset(call.tokens[1])
