@@ -16,6 +16,7 @@ from tests.gateway.test_gateway_processes import process_logging
 from tests.ops.conftest import Service, serving
 from tests.redis_support import RedisServer
 from tests.support import AFTER_DATA_US, make_trades
+from wadm_grpc.bootstrap import metrics_scraper, start_metrics_port
 from wadm_grpc.config import Settings
 from wadm_grpc.metrics.policy import PrometheusPolicyEvents
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
@@ -180,3 +181,24 @@ async def test_workers_share_one_scrape(tmp_path: Path, redis_server: RedisServe
         calls = len(pids) + index + 1
         assert value(samples, "http_requests_total", **route) == calls
         assert value(samples, "grpc_server_handled_total", **admin, grpc_code="OK") == calls
+
+
+async def test_metrics_port_serves_the_same_scrape_alone(tmp_path: Path, short_dir: Path) -> None:
+    async with serving(Settings(), tmp_path, short_dir) as service:
+        settings = Settings(host="127.0.0.1", metrics_port=0)
+        extra = await start_metrics_port(settings, metrics_scraper(service.app))
+        assert extra is not None
+        try:
+            async with grpc.aio.insecure_channel(service.target) as channel:
+                await md_grpc.MarketDataServiceStub(channel).ListSymbols(md.ListSymbolsRequest())
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{extra.port}", timeout=20) as client:
+                scraped = await client.get("/metrics")
+                other = await client.get("/api/v1/market/symbols")
+        finally:
+            await extra.stop(0)
+
+    assert scraped.status_code == 200
+    samples = parse(scraped.text)
+    assert value(samples, "grpc_server_handled_total", **grpc_labels("ListSymbols", "grpc"), grpc_code="OK") == 1
+    assert other.status_code == 404  # only /metrics there
+    assert other.json()["code"] == 5

@@ -8,11 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from google.rpc import code_pb2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
+from wadm_grpc.api.http.errors import error_response, simple_status
 from wadm_grpc.api.http.server import _Uvicorn, bind_socket
 from wadm_grpc.api.tls import TlsFiles, reloading_server_context
 from wadm_grpc.metrics.scrape import Scrape
@@ -42,7 +45,13 @@ async def serve_metrics(
         body, content_type = scrape()
         return Response(body, media_type=content_type)
 
+    async def elsewhere(scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))[:200]
+        status = simple_status(code_pb2.NOT_FOUND, f"no route for {path}: this port serves /metrics only")
+        await error_response(status)(scope, receive, send)
+
     app = Starlette(routes=[Route("/metrics", metrics, methods=["GET"])])
+    app.router.default = elsewhere
     options: dict[str, Any] = {}
     if tls is not None:
         options = {
