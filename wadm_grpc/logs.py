@@ -35,10 +35,12 @@ class RequestIdFilter(logging.Filter):
 
 
 class _TextFormatter(logging.Formatter):
+    """The plain line, then the record's extra fields (request_id, an access line's figures) as key=value."""
+
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        request_id = getattr(record, "request_id", None)
-        return f"{text} request_id={request_id}" if request_id else text
+        fields = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD)
+        return f"{text} {fields}" if fields else text
 
 
 # Attributes every LogRecord has; anything else was passed in `extra=` and is logged as a field.

@@ -119,6 +119,7 @@ async def test_scrape_counts_calls_by_rpc_face_code_and_route(tmp_path: Path, sh
     assert value(samples, "wadm_store_query_seconds_count", operation="symbols") >= 2
     assert value(samples, "wadm_ingest_trades_total", result="accepted") == 25
     assert value(samples, "wadm_ingest_trades_total", result="duplicate") == 20
+    assert not [name for name, _ in samples if name.endswith("_created")]  # as in multiprocess mode
     # What the policy layer reports.
     assert value(samples, "wadm_rate_limited_total", key_name="desk-1", method="GetCandles") == 2
     assert value(samples, "wadm_shed_total", method="ListTrades") == 1

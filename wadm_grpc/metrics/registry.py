@@ -6,7 +6,7 @@ gateway forwarded), so existing dashboards and alerts work unchanged.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from wadm_grpc.ports import CacheStats
 from wadm_grpc.services.streaming import StreamStats
@@ -35,6 +35,8 @@ class Metrics:
     """The service's metrics; `registry` is this process's (tests give each server its own)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # No `_created` series: multiprocess mode has none, and both modes should scrape alike.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         r = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.registry = r
         self.grpc_started = Counter("grpc_server_started_total", "RPCs started on the server.", GRPC_LABELS, registry=r)

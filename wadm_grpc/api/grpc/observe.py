@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
 
 REQUEST_ID_METADATA = "x-request-id"
+# Streams counted in wadm_stream_subscribers (reflection's bidi stream is not a subscriber).
+TRADE_STREAMS = frozenset({"StreamTrades", "SubscribeTrades"})
 # Set by the HTTP gateway on the calls it forwards: metrics say which face a call came in on.
 FACE_METADATA = "x-wadm-face"
 
@@ -109,7 +111,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         out = "stream" if handler.response_streaming else "unary"
         attribute = f"{into}_{out}"
         behavior = getattr(handler, attribute)
-        observe = _Observer(self._metrics, kind, service, method, streaming=bool(handler.response_streaming))
+        observe = _Observer(self._metrics, kind, service, method, streaming=method in TRADE_STREAMS)
         wrapped_behavior: Callable[..., Any]
         if handler.response_streaming and inspect.isasyncgenfunction(behavior):
 
@@ -168,6 +170,7 @@ class _Observer:
 
     def __init__(self, metrics: Metrics, kind: str, service: str, method: str, *, streaming: bool) -> None:
         self._metrics = metrics
+        self._response_streaming = kind in ("server_stream", "bidi_stream")
         self._labels = (kind, service, method)
         self._method = method
         self._streaming = streaming
@@ -194,6 +197,7 @@ class _Observer:
         metrics.grpc_sent.labels(*labels).inc(call.tally.sent)
         if self._streaming:
             metrics.stream_subscribers.labels(self._method).dec()
+        if self._response_streaming:
             trailing = tuple(context.trailing_metadata() or ())
             context.set_trailing_metadata((*trailing, (REQUEST_ID_METADATA, call.request_id)))
         method = f"{self._labels[1]}/{self._method}"
