@@ -27,7 +27,7 @@ venv: $(INSTALLED) ## build the Python environment (.venv)
 
 run: $(INSTALLED) ## serve gRPC on 127.0.0.1:50051 and HTTP/JSON on :8080 (embedded DuckDB store, demo feed)
 	@echo "gRPC      $${WADM_HOST:-127.0.0.1}:$${WADM_PORT:-50051}"
-	@echo "HTTP/JSON http://$${WADM_HOST:-127.0.0.1}:$${WADM_HTTP_PORT:-8080}  (the 'wadm-grpc started' log line has both)"
+	@echo "HTTP/JSON http$${WADM_TLS_CERT:+s}://$${WADM_HOST:-127.0.0.1}:$${WADM_HTTP_PORT:-8080}  (the 'wadm-grpc started' log line has both)"
 	WADM_DEMO_FEED=$${WADM_DEMO_FEED:-true} WADM_CORS_ORIGINS=$${WADM_CORS_ORIGINS:-*} $(BIN)/python -m wadm_grpc serve
 
 redis-server: ## make sure Debian's redis-server is installed (tests start their own)
