@@ -12,7 +12,17 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import cache_workers, candles, http, http_streams, multistats, slow_consumers, streaming, unary
+from bench import (
+    cache_workers,
+    candles,
+    http,
+    http_streams,
+    multistats,
+    observability,
+    slow_consumers,
+    streaming,
+    unary,
+)
 from bench.at_commit import run_at_commit
 from bench.datasets import Datasets
 from bench.machine import describe, source, summary
@@ -30,6 +40,7 @@ SECTIONS: dict[str, Section] = {
     "redis": cache_workers.run,
     "http": http.run,
     "http-streams": http_streams.run,
+    "observability": observability.run,
 }
 
 

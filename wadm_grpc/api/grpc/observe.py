@@ -165,6 +165,26 @@ class _Call:
     tokens: tuple[Any, Any]
 
 
+class _Series:
+    """One method's metric children for one face (looked up once: `labels()` takes a lock each time)."""
+
+    def __init__(self, metrics: Metrics, labels: tuple[str, str, str, str]) -> None:
+        self._metrics = metrics
+        self._labels = labels
+        self.started = metrics.grpc_started.labels(*labels)
+        self.seconds = metrics.grpc_seconds.labels(*labels)
+        self.received = metrics.grpc_received.labels(*labels)
+        self.sent = metrics.grpc_sent.labels(*labels)
+        self._handled: dict[str, Any] = {}
+
+    def handled(self, code: str) -> Any:
+        child = self._handled.get(code)
+        if child is None:
+            child = self._metrics.grpc_handled.labels(*self._labels, code)
+            self._handled[code] = child
+        return child
+
+
 class _Observer:
     """Metrics and logs for one method."""
 
@@ -173,7 +193,9 @@ class _Observer:
         self._response_streaming = kind in ("server_stream", "bidi_stream")
         self._labels = (kind, service, method)
         self._method = method
+        self._path = f"{service}/{method}"
         self._streaming = streaming
+        self._series = {face: _Series(metrics, (kind, service, method, face)) for face in ("grpc", "http")}
 
     def begin(self, context: Context, *, unary_request: bool) -> _Call:
         metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
@@ -181,7 +203,7 @@ class _Observer:
         request_id = request_id_from(metadata.get(REQUEST_ID_METADATA))
         tally = _Tally(received=1 if unary_request else 0)
         tokens = (REQUEST_ID.set(request_id), _CALL.set(tally))
-        self._metrics.grpc_started.labels(*self._labels, face).inc()
+        self._series[face].started.inc()
         if self._streaming:
             self._metrics.stream_subscribers.labels(self._method).inc()
         return _Call(request_id, face, time.perf_counter(), tally, tokens)
@@ -189,18 +211,17 @@ class _Observer:
     def end(self, call: _Call, context: Context, error: BaseException | None) -> None:
         seconds = time.perf_counter() - call.started
         code = _code_name(context, error)
-        labels = (*self._labels, call.face)
-        metrics = self._metrics
-        metrics.grpc_handled.labels(*labels, code).inc()
-        metrics.grpc_seconds.labels(*labels).observe(seconds)
-        metrics.grpc_received.labels(*labels).inc(call.tally.received)
-        metrics.grpc_sent.labels(*labels).inc(call.tally.sent)
+        series = self._series[call.face]
+        series.handled(code).inc()
+        series.seconds.observe(seconds)
+        series.received.inc(call.tally.received)
+        series.sent.inc(call.tally.sent)
         if self._streaming:
-            metrics.stream_subscribers.labels(self._method).dec()
+            self._metrics.stream_subscribers.labels(self._method).dec()
         if self._response_streaming:
             trailing = tuple(context.trailing_metadata() or ())
             context.set_trailing_metadata((*trailing, (REQUEST_ID_METADATA, call.request_id)))
-        method = f"{self._labels[1]}/{self._method}"
+        method = self._path
         if call.face == "grpc":
             log_call(
                 face="grpc",
