@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -16,11 +17,14 @@ from tests.gateway.test_gateway_processes import process_logging
 from tests.ops.conftest import Service, serving
 from tests.redis_support import RedisServer
 from tests.support import AFTER_DATA_US, make_trades
+from wadm_client import make_trade
 from wadm_grpc.bootstrap import metrics_scraper, start_metrics_port
 from wadm_grpc.config import Settings
 from wadm_grpc.metrics.policy import PrometheusPolicyEvents
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2_grpc as md_grpc
+from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
+from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2_grpc as ingest_grpc
 from wadm_grpc.stores.duckdb import DuckDBTradeStore
 
 MARKET = "wadm.market.v1.MarketDataService"
@@ -203,3 +207,36 @@ async def test_metrics_port_serves_the_same_scrape_alone(tmp_path: Path, short_d
     assert value(samples, "grpc_server_handled_total", **grpc_labels("ListSymbols", "grpc"), grpc_code="OK") == 1
     assert other.status_code == 404  # only /metrics there
     assert other.json()["code"] == 5
+
+
+async def test_client_stream_messages_are_counted(tmp_path: Path, short_dir: Path) -> None:
+    def batch(index: int) -> ingest_pb.PublishTradesRequest:
+        trades = [
+            make_trade(
+                exchange="binance",
+                symbol="ETHUSDT",
+                trade_id=index * 10 + k,
+                price="3000.5",
+                quantity="0.01",
+                side="buy",
+                time=AFTER_DATA_US - 30_000_000 + index * 10 + k,
+            )
+            for k in range(10)
+        ]
+        return ingest_pb.PublishTradesRequest(trades=trades)
+
+    async def batches() -> AsyncIterator[ingest_pb.PublishTradesRequest]:
+        for index in range(3):
+            yield batch(index)
+
+    async with serving(Settings(), tmp_path, short_dir) as service:
+        async with grpc.aio.insecure_channel(service.target) as channel:
+            answer = await ingest_grpc.TradeIngestServiceStub(channel).PublishTrades(batches())
+        samples = await scrape(service)
+
+    assert answer.accepted_count == 30
+    labels = grpc_labels("PublishTrades", "grpc", kind="client_stream", service="wadm.market.v1.TradeIngestService")
+    assert value(samples, "grpc_server_msg_received_total", **labels) == 3
+    assert value(samples, "grpc_server_msg_sent_total", **labels) == 1
+    assert value(samples, "grpc_server_handled_total", **labels, grpc_code="OK") == 1
+    assert value(samples, "wadm_ingest_trades_total", result="accepted") == 20 + 30  # `serving` stored 20
