@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import grpc
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import connect
 
 from tests.api.test_redis_processes import free_port
 from tests.gateway.test_gateway_processes import process_logging
@@ -240,3 +242,24 @@ async def test_client_stream_messages_are_counted(tmp_path: Path, short_dir: Pat
     assert value(samples, "grpc_server_msg_sent_total", **labels) == 1
     assert value(samples, "grpc_server_handled_total", **labels, grpc_code="OK") == 1
     assert value(samples, "wadm_ingest_trades_total", result="accepted") == 20 + 30  # `serving` stored 20
+
+
+async def test_websocket_sessions_are_counted_by_route_and_carry_a_request_id(tmp_path: Path, short_dir: Path) -> None:
+    async with serving(Settings(), tmp_path, short_dir) as service:
+        url = f"ws://127.0.0.1:{service.http.port}/api/v1/market/ws/trades"
+        async with connect(url, additional_headers={"X-Request-Id": "ws-1"}) as socket:
+            await socket.send(json.dumps({"op": "subscribe", "symbols": ["BTCUSDT"]}))
+            subscribed = json.loads(await socket.recv())
+            handshake_id = socket.response.headers.get("x-request-id") if socket.response else None
+        # The session's end reaches the metrics once the server has closed its side: poll, with a deadline.
+        route = {"method": "WS", "route": "/api/v1/market/ws/trades", "code": "101"}
+        async with asyncio.timeout(20):
+            while value(samples := await scrape(service), "http_requests_total", **route) != 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+
+    assert subscribed == {"type": "subscribed", "symbols": ["BTCUSDT"]}
+    assert handshake_id == "ws-1"
+    bidi = grpc_labels("SubscribeTrades", "http", kind="bidi_stream")
+    assert value(samples, "grpc_server_started_total", **bidi) == 1
+    assert value(samples, "grpc_server_msg_received_total", **bidi) == 1  # the subscribe command
+    assert value(samples, "grpc_server_msg_sent_total", **bidi) >= 1  # the acknowledgement

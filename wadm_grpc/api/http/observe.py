@@ -2,7 +2,7 @@
 
 The request id (a sane `X-Request-Id` from the client, else a new one) replaces the request's header, so
 the gateway forwards it to the gRPC server as `x-request-id` metadata: both faces log the same id. It is
-returned in the `X-Request-Id` response header.
+returned in the `X-Request-Id` response header (a WebSocket's: in its handshake answer).
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ class ObservingMiddleware:
                 size += len(message.get("body", b""))
             elif kind == "websocket.accept":
                 status = 101
+                message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id.encode())]
             elif kind == "websocket.send":
                 size += len(message.get("bytes") or b"") + len((message.get("text") or "").encode())
             elif kind == "websocket.close" and status == 0:
