@@ -25,17 +25,17 @@ def enabled() -> bool:
 def prepare(*, workers: int) -> Path | None:
     """Set up the directory for `workers` processes (None for one process without PROMETHEUS_MULTIPROC_DIR).
     Returns the directory when this call made it (the caller removes it at exit)."""
-    if "prometheus_client" in sys.modules:
-        raise RuntimeError("prepare() must run before prometheus_client is imported")
     given = os.environ.get(ENV)
+    if not given and workers <= 1:
+        return None  # one process, its own registry
     if given:
         path = Path(given)
         path.mkdir(parents=True, exist_ok=True)
         for entry in path.glob("*.db"):
             entry.unlink()
         return None
-    if workers <= 1:
-        return None
+    if "prometheus_client" in sys.modules:  # it chose per-process storage when imported
+        raise RuntimeError("multiprocess metrics must be prepared before prometheus_client is imported")
     made = Path(tempfile.mkdtemp(prefix="wadm-metrics-"))
     os.environ[ENV] = str(made)
     return made
