@@ -12,7 +12,7 @@ BUF := .build/node_modules/.bin/buf
 GOOGLE_API := protos/google/api
 GOOGLE_RPC := protos/google/rpc
 
-.PHONY: help venv run test test-mongo lint fmt protos check-protos buf-lint breaking bench redis-server chromium clean
+.PHONY: help venv run test test-mongo lint fmt protos check-protos buf-lint breaking bench redis-server chromium clean dev-certs
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ venv: $(INSTALLED) ## build the Python environment (.venv)
 
 run: $(INSTALLED) ## serve gRPC on 127.0.0.1:50051 and HTTP/JSON on :8080 (embedded DuckDB store, demo feed)
 	@echo "gRPC      $${WADM_HOST:-127.0.0.1}:$${WADM_PORT:-50051}"
-	@echo "HTTP/JSON http://$${WADM_HOST:-127.0.0.1}:$${WADM_HTTP_PORT:-8080}  (the 'wadm-grpc started' log line has both)"
+	@echo "HTTP/JSON http$${WADM_TLS_CERT:+s}://$${WADM_HOST:-127.0.0.1}:$${WADM_HTTP_PORT:-8080}  (the 'wadm-grpc started' log line has both)"
 	WADM_DEMO_FEED=$${WADM_DEMO_FEED:-true} WADM_CORS_ORIGINS=$${WADM_CORS_ORIGINS:-*} $(BIN)/python -m wadm_grpc serve
 
 redis-server: ## make sure Debian's redis-server is installed (tests start their own)
@@ -87,6 +87,19 @@ lint: $(INSTALLED) buf-lint check-protos ## ruff, ruff format --check, mypy --st
 fmt: $(INSTALLED) ## format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+TLS_DIR ?= var/tls
+dev-certs: ## a dev CA, a server (localhost, 127.0.0.1) and a client certificate in var/tls/ (openssl; not for production)
+	@mkdir -p $(TLS_DIR)
+	@cd $(TLS_DIR) && ec="-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes" && \
+	openssl req -x509 $$ec -keyout ca.key -out ca.pem -days 30 -subj "/CN=wadm dev CA" 2>/dev/null && \
+	for who in server client; do \
+		if [ $$who = server ]; then ext="subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth"; \
+		else ext="extendedKeyUsage=clientAuth"; fi; \
+		openssl req $$ec -keyout $$who.key -out $$who.csr -subj "/CN=wadm dev $$who" 2>/dev/null && \
+		openssl x509 -req -in $$who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -out $$who.pem \
+			-extfile <(printf "basicConstraints=CA:FALSE\n$$ext\n") 2>/dev/null && rm $$who.csr; \
+	done && chmod 600 *.key && echo "$(TLS_DIR): ca.pem, server.pem + server.key, client.pem + client.key"
 
 bench: $(INSTALLED) ## benchmarks (ratios against in-run baselines); writes bench/results/
 	$(BIN)/python -m bench

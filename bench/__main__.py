@@ -12,7 +12,18 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import abuse, cache_workers, candles, http, http_streams, multistats, slow_consumers, streaming, unary
+from bench import (
+    abuse,
+    cache_workers,
+    candles,
+    http,
+    http_streams,
+    multistats,
+    observability,
+    slow_consumers,
+    streaming,
+    unary,
+)
 from bench.at_commit import run_at_commit
 from bench.datasets import Datasets
 from bench.machine import describe, source, summary
@@ -31,6 +42,7 @@ SECTIONS: dict[str, Section] = {
     "http": http.run,
     "http-streams": http_streams.run,
     "abuse": abuse.run,
+    "observability": observability.run,
 }
 
 

@@ -7,10 +7,15 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wadm_grpc import logs
 from wadm_grpc.access import keys_cli
 from wadm_grpc.config import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from wadm_grpc.api.tls import ClientTls
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     gateway.add_argument("--target", default="127.0.0.1:50051", help="gRPC server to forward to (default %(default)s)")
     gateway.add_argument("--host", help="listen address (WADM_HOST, default 127.0.0.1)")
     gateway.add_argument("--port", type=int, help="HTTP port (WADM_HTTP_PORT, default 8080; 0 picks one)")
+    gateway.add_argument("--tls", action="store_true", help="reach --target over TLS (implied by the --tls-* options)")
+    gateway.add_argument(
+        "--tls-ca", help="CA certificate(s) the target's certificate must chain to (PEM; default: system)"
+    )
+    gateway.add_argument("--tls-cert", help="client certificate (PEM) for a target requiring mTLS, with --tls-key")
+    gateway.add_argument("--tls-key", help="the client certificate's private key (PEM)")
+    gateway.add_argument("--tls-server-name", help="name to check the target's certificate against (default: its host)")
     imp = commands.add_parser("import", help="load a Binance public-data trades CSV")
     imp.add_argument("files", nargs="+", help="CSV files (id,price,qty,quote_qty,time,is_buyer_maker)")
     imp.add_argument("--exchange", required=True, help="exchange the trades are from, e.g. binance")
@@ -40,6 +52,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     keys_cli.add_parser(commands)
     return parser
+
+
+def _client_tls(args: argparse.Namespace) -> ClientTls | None:
+    """The gateway's TLS options for its target, None for plaintext."""
+    from wadm_grpc.api.tls import ClientTls
+
+    options = (args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
+    if not args.tls and all(option is None for option in options):
+        return None
+    return ClientTls(
+        ca=Path(args.tls_ca) if args.tls_ca else None,
+        cert=Path(args.tls_cert) if args.tls_cert else None,
+        key=Path(args.tls_key) if args.tls_key else None,
+        server_name=args.tls_server_name,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
     if args.command == "gateway":
         from wadm_grpc.api.http.server import run_gateway
+        from wadm_grpc.bootstrap import tls_files
 
+        upstream_tls = _client_tls(args)
         try:
             asyncio.run(
                 run_gateway(
@@ -92,9 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     port=settings.http_port,
                     cors_origins=settings.cors_origins,
                     grace_seconds=settings.grace_seconds,
+                    tls=tls_files(settings),
+                    upstream_tls=upstream_tls,
                 )
             )
-        except OSError as error:  # a port in use: one line, as serve does
+        except (OSError, ValueError) as error:  # a port in use: one line, as serve does
             print(f"error: cannot serve: {type(error).__name__}: {error}", file=sys.stderr)
             return 1
         return 0

@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from wadm_grpc.access.events import PolicyEvents
@@ -18,8 +21,11 @@ from wadm_grpc.access.wiring import build_access
 from wadm_grpc.api.grpc.admin import AdminServicer
 from wadm_grpc.api.grpc.ingest import TradeIngestServicer
 from wadm_grpc.api.grpc.market_data import MarketDataServicer
+from wadm_grpc.api.grpc.observe import ObservingInterceptor
 from wadm_grpc.api.grpc.server import GrpcServer, build_server, transport_options
-from wadm_grpc.api.http.server import HttpServer, loopback_target, start_http
+from wadm_grpc.api.http.metrics_port import MetricsServer, serve_metrics
+from wadm_grpc.api.http.server import HttpServer, start_http, url
+from wadm_grpc.api.tls import TlsFiles, grpc_server_credentials
 from wadm_grpc.bus.memory import InProcessTradeBus
 from wadm_grpc.bus.redis import RedisTradeBus
 from wadm_grpc.cache.memory import MemoryCache
@@ -29,6 +35,10 @@ from wadm_grpc.config import Settings
 from wadm_grpc.domain.clock import SystemClock
 from wadm_grpc.feeds.demo import DemoFeed
 from wadm_grpc.memory_release import release_after_stream_bursts
+from wadm_grpc.metrics.policy import PrometheusPolicyEvents
+from wadm_grpc.metrics.registry import Metrics
+from wadm_grpc.metrics.scrape import Scrape, scraper
+from wadm_grpc.metrics.store import TimedTradeStore
 from wadm_grpc.ports import Clock, LiveTradeSource, TradeBus, TradeStore
 from wadm_grpc.redis_connection import redis_client
 from wadm_grpc.services.candles import CandleService
@@ -63,6 +73,7 @@ class App:
     streams: StreamService
     access: AccessPolicy = field(default_factory=AccessPolicy)
     gate: StoreQueryGate | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -156,7 +167,11 @@ async def bootstrap(
     closers: list[Callable[[], Awaitable[None]]] = []
     if cache is None:
         cache, closers = build_cache(settings, clock)
-    access, access_closers = build_access(settings, policy_events)
+    metrics = Metrics()
+    raw_store = store
+    store = TimedTradeStore(raw_store, metrics)  # what services use; App.store stays the adapter itself
+    events = policy_events if policy_events is not None else PrometheusPolicyEvents(metrics)
+    access, access_closers = build_access(settings, events)
     closers += access_closers
     # Reads the services make on a cache miss pass the gate (load shedding); ingest and feeds use `store`.
     gate = None
@@ -172,7 +187,8 @@ async def bootstrap(
         cache.gate = gate
     return App(
         settings=settings,
-        store=store,
+        store=raw_store,
+        metrics=metrics,
         bus=bus,
         clock=clock,
         cache=cache,
@@ -189,10 +205,29 @@ async def bootstrap(
     )
 
 
+def tls_files(settings: Settings) -> TlsFiles | None:
+    """The server's TLS files (WADM_TLS_CERT, WADM_TLS_KEY, WADM_TLS_CLIENT_CA), None for plaintext."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    ca = Path(settings.tls_client_ca) if settings.tls_client_ca else None
+    return TlsFiles(cert=Path(settings.tls_cert), key=Path(settings.tls_key), client_ca=ca)
+
+
+def metrics_scraper(app: App) -> Scrape:
+    """/metrics for `app`: samples the cache and stream counters, then renders (every worker's)."""
+    return scraper(app.metrics, before=lambda: app.metrics.sample(app.cache.stats(), app.streams.stats()))
+
+
 async def start_grpc(
-    app: App, address: str, *, reuse_port: bool = False, local_addresses: tuple[str, ...] = ()
+    app: App,
+    address: str,
+    *,
+    reuse_port: bool = False,
+    local_addresses: tuple[str, ...] = (),
+    tls: TlsFiles | None = None,
 ) -> GrpcServer:
-    """A started gRPC server serving `app`; `reuse_port` lets worker processes share the port."""
+    """A started gRPC server serving `app`; `reuse_port` lets worker processes share the port; `tls`
+    secures `address` (the local addresses stay plaintext: see gateway_socket)."""
     return await build_server(
         market_data=MarketDataServicer(
             candles=app.candles,
@@ -214,7 +249,9 @@ async def start_grpc(
             ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
         local_addresses=local_addresses,
-        interceptors=[AccessInterceptor(app.access)],
+        credentials=grpc_server_credentials(tls) if tls is not None else None,
+        # Observing first: access refusals are counted and logged too.
+        interceptors=[ObservingInterceptor(app.metrics), AccessInterceptor(app.access)],
     )
 
 
@@ -246,13 +283,34 @@ def start_demo_feed(app: App) -> DemoFeed:
     return feed
 
 
-def gateway_socket() -> str:
+async def start_metrics_port(settings: Settings, scrape: Scrape) -> MetricsServer | None:
+    """/metrics on WADM_METRICS_PORT too, when set."""
+    if settings.metrics_port is None:
+        return None
+    return await serve_metrics(
+        scrape,
+        host=settings.host,
+        port=settings.metrics_port,
+        reuse_port=settings.workers > 1,
+        tls=tls_files(settings),
+    )
+
+
+def gateway_socket(private_dir: Path | None = None) -> str:
     """This process's own gRPC socket for its HTTP gateway. Not the shared TCP port: with workers, the
-    kernel would pin each gateway's one connection to any worker, and two could load the same one."""
+    kernel would pin each gateway's one connection to any worker, and two could load the same one.
+
+    It is plaintext. Without TLS an abstract socket is enough (any local process can reach the loopback
+    port just as well); with TLS it is a socket file in `private_dir` (mode 0700), so only this user,
+    who can read the key anyway, gets past TLS and client certificates (docs/tls.md)."""
+    if private_dir is not None:
+        return f"unix:{private_dir / 'grpc.sock'}"
     return f"unix-abstract:wadm-grpc-{os.getpid()}"
 
 
-async def start_gateway(settings: Settings, target: str) -> HttpServer | None:
+async def start_gateway(
+    settings: Settings, target: str, *, metrics: Metrics | None = None, scrape: Scrape | None = None
+) -> HttpServer | None:
     """The HTTP/JSON gateway in front of the gRPC server at `target` (None when WADM_HTTP=false). Every HTTP
     call is forwarded as a gRPC call, so every gRPC interceptor and handler applies to it unchanged."""
     if not settings.http_enabled:
@@ -264,21 +322,35 @@ async def start_gateway(settings: Settings, target: str) -> HttpServer | None:
         reuse_port=settings.workers > 1,
         cors_origins=settings.cors_origins,
         max_concurrency=settings.http_max_concurrency,
+        tls=tls_files(settings),
+        metrics=metrics,
+        scrape=scrape,
     )
 
 
 async def serve(settings: Settings, *, worker: int = 0) -> None:
     """Run the service until SIGTERM or SIGINT, then drain gracefully."""
     app = await bootstrap(settings, worker=worker)
-    local = (gateway_socket(),) if settings.http_enabled else ()
-    server = await start_grpc(app, settings.address, reuse_port=settings.workers > 1, local_addresses=local)
-    http = await start_gateway(settings, local[0]) if local else None
+    tls = tls_files(settings)
+    private = Path(tempfile.mkdtemp(prefix="wadm-grpc-")) if tls is not None and settings.http_enabled else None
+    if private is not None:
+        app.closers.append(lambda: asyncio.to_thread(shutil.rmtree, private, True))
+    local = (gateway_socket(private),) if settings.http_enabled else ()
+    server = await start_grpc(app, settings.address, reuse_port=settings.workers > 1, local_addresses=local, tls=tls)
+    scrape = metrics_scraper(app)
+    http = await start_gateway(settings, local[0], metrics=app.metrics, scrape=scrape) if local else None
+    extra_http = await start_metrics_port(settings, scrape)
+    if extra_http is not None:
+        app.closers.append(lambda: extra_http.stop(0))
     log.info(
         "wadm-grpc started",
         extra={
             "address": settings.address,
             "port": server.port,
-            "http": f"http://{loopback_target(settings.host, http.port)}" if http else None,
+            "tls": tls is not None,
+            "mtls": tls is not None and tls.client_ca is not None,
+            "http": url(settings.host, http.port, tls=tls is not None) if http else None,
+            "metrics_port": extra_http.port if extra_http else None,
             "store": settings.store,
             "demo": settings.demo_feed,
             "worker": worker,

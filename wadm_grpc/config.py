@@ -84,6 +84,11 @@ class Settings:
     grpc_min_ping_interval_seconds: float = 10.0
     http_max_concurrency: int = 2000
 
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    metrics_port: int | None = None
+
     @property
     def auth_required(self) -> bool:
         """Whether every call but health and reflection needs an API key."""
@@ -199,6 +204,15 @@ class Settings:
         if "WADM_CORS_ORIGINS" in env:
             values["cors_origins"] = tuple(o.strip() for o in env["WADM_CORS_ORIGINS"].split(",") if o.strip())
         values.update(_access_values(env))
+        for name, key in (
+            ("WADM_TLS_CERT", "tls_cert"),
+            ("WADM_TLS_KEY", "tls_key"),
+            ("WADM_TLS_CLIENT_CA", "tls_client_ca"),
+        ):
+            if env.get(name):
+                values[key] = env[name]
+        if env.get("WADM_METRICS_PORT"):
+            values["metrics_port"] = _number(env["WADM_METRICS_PORT"], "WADM_METRICS_PORT", int, 0, 65535)
         return replace(cls(**values), **overrides).checked()
 
     def checked(self) -> Settings:
@@ -223,6 +237,15 @@ class Settings:
             raise SettingsError(f"WADM_HTTP_PORT={self.http_port} is WADM_PORT too: gRPC and HTTP need two ports")
         if self.auth_required and self.api_keys_file is None:
             raise SettingsError("WADM_AUTH=required needs WADM_API_KEYS_FILE (create it with `keys add`)")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise SettingsError("WADM_TLS_CERT and WADM_TLS_KEY go together: set both (PEM files) or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise SettingsError("WADM_TLS_CLIENT_CA (mTLS) needs WADM_TLS_CERT and WADM_TLS_KEY")
+        for port in (self.port, self.http_port if self.http_enabled else None):
+            if self.metrics_port and port == self.metrics_port:
+                raise SettingsError(f"WADM_METRICS_PORT={self.metrics_port} is taken by gRPC or HTTP")
+        if self.workers > 1 and self.metrics_port == 0:
+            raise SettingsError("WADM_WORKERS > 1 needs a fixed WADM_METRICS_PORT for the workers to share")
         if self.read_only and self.demo_feed:
             raise SettingsError("WADM_READ_ONLY=true cannot run the demo feed (it writes trades)")
         return self

@@ -16,12 +16,21 @@ from dataclasses import replace
 from types import FrameType
 
 from wadm_grpc.config import Settings
+from wadm_grpc.metrics import multiprocess
 
 log = logging.getLogger("wadm_grpc.workers")
 
 
 def run(settings: Settings) -> int:
     """Serve with settings.workers processes; the exit status is 0 when every worker stopped cleanly."""
+    made = multiprocess.prepare(workers=settings.workers)  # before prometheus-client is imported
+    try:
+        return _run(settings)
+    finally:
+        multiprocess.remove(made)
+
+
+def _run(settings: Settings) -> int:
     from wadm_grpc.bootstrap import serve
 
     if settings.workers == 1:
@@ -55,6 +64,7 @@ def run(settings: Settings) -> int:
     while children:
         pid, wait_status = os.wait()
         index = children.pop(pid, -1)
+        multiprocess.worker_exited(pid)
         code = os.waitstatus_to_exitcode(wait_status)
         worst = max(worst, abs(code))
         if index >= 0 and not stopping:

@@ -207,6 +207,7 @@ async def test_client_headers_reach_the_server_as_metadata(gateway: Gatewayed) -
         "tenant": "desk-1",
         "x-forwarded-for": "10.0.0.1, 127.0.0.1",
         "x-forwarded-host": "api.example",
+        "x-wadm-face": "http",
     }
     # And a real request with them is accepted by the gRPC server.
     response = await gateway.client.get("/api/v1/market/symbols", headers={"Grpc-Metadata-Tenant": "desk-1"})

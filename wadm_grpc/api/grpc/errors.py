@@ -22,6 +22,7 @@ from wadm_grpc.domain.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
+from wadm_grpc.logs import REQUEST_ID
 
 log = logging.getLogger("wadm_grpc.api")
 
@@ -88,7 +89,7 @@ def status_of(error: Exception, *, rpc: str) -> status_pb2.Status:
     if status is not None:
         status.message = _cut(status.message, MAX_MESSAGE_BYTES)
         return status
-    request_id = uuid.uuid4().hex[:16]
+    request_id = REQUEST_ID.get() or uuid.uuid4().hex[:16]  # the call's id: in its access line and logs too
     log.error("unexpected error", extra={"rpc": rpc, "request_id": request_id}, exc_info=error)
     info = error_details_pb2.RequestInfo(request_id=request_id)
     return status_pb2.Status(

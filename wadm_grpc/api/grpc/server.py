@@ -114,6 +114,12 @@ class GrpcServer:
         await self.server.stop(grace_seconds)
 
 
+def _listen(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    if credentials is None:
+        return server.add_insecure_port(address)
+    return server.add_secure_port(address, credentials)
+
+
 async def build_server(
     *,
     market_data: MarketDataServicer,
@@ -122,12 +128,14 @@ async def build_server(
     address: str,
     extra_options: list[tuple[str, int]] | None = None,
     local_addresses: tuple[str, ...] = (),
+    credentials: grpc.ServerCredentials | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> GrpcServer:
     """Create, bind and start the server; `address` like "127.0.0.1:0" (port 0 picks a free one).
-    `local_addresses`: more to listen on, e.g. this process's own socket for its HTTP gateway.
-    `interceptors` run first (access control), then the malformed-request guard. `extra_options` override
-    the defaults (DEFAULT_TRANSPORT)."""
+    `local_addresses`: more to listen on, plaintext, e.g. this process's own socket for its HTTP gateway.
+    `credentials`: TLS for `address` (plaintext without). `interceptors` run first, in order (observing,
+    then access control), then the malformed-request guard. `extra_options` override the defaults
+    (DEFAULT_TRANSPORT)."""
     options = dict(CHANNEL_OPTIONS + DEFAULT_TRANSPORT + (extra_options or []))
     server = grpc.aio.server(options=list(options.items()), interceptors=[*interceptors, MalformedRequestInterceptor()])
     _add_market_data(market_data, server)
@@ -136,11 +144,11 @@ async def build_server(
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     add_reflection(server, (*SERVICES, HEALTH))
-    port = server.add_insecure_port(address)
+    port = _listen(server, address, credentials)
     for local in local_addresses:
         server.add_insecure_port(local)
     await server.start()
     for name in ("", *SERVICES):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving", extra={"address": address, "port": port})
+    log.info("serving", extra={"address": address, "port": port, "tls": credentials is not None})
     return GrpcServer(server=server, port=port, health=health, ingest=ingest)

@@ -23,14 +23,18 @@ from wadm_grpc.api.http.docs import docs_routes
 from wadm_grpc.api.http.errors import error_response, simple_status, status_of_exception
 from wadm_grpc.api.http.forward import Upstream
 from wadm_grpc.api.http.gateway import Gateway, is_pretty
+from wadm_grpc.api.http.observe import ObservingMiddleware
 from wadm_grpc.api.http.page import page_routes
 from wadm_grpc.api.http.render import AnswerRenderer, dumps
 from wadm_grpc.api.http.routes import Router, build_routes
 from wadm_grpc.api.http.websocket import PATH as TRADES_SOCKET_PATH
 from wadm_grpc.api.http.websocket import serve_trades_socket
+from wadm_grpc.metrics.registry import Metrics
+from wadm_grpc.metrics.scrape import Scrape
 
 LIVENESS_PATHS = ("/healthz", "/api/v1/system/health")
 READINESS_PATH = "/readyz"
+METRICS_PATH = "/metrics"
 # Headers a browser may send cross-origin, and those its scripts may read.
 CORS_REQUEST_HEADERS = ["authorization", "content-type", "grpc-timeout", "if-none-match", "x-api-key", "x-request-id"]
 CORS_EXPOSED_HEADERS = [
@@ -42,6 +46,7 @@ CORS_EXPOSED_HEADERS = [
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
+    "X-Request-Id",
 ]
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -52,9 +57,15 @@ def _json(value: object, request: Request, status_code: int = 200) -> Response:
 
 
 def build_app(
-    upstream: Upstream, *, cors_origins: Sequence[str] = (), renderer: AnswerRenderer | None = None
+    upstream: Upstream,
+    *,
+    cors_origins: Sequence[str] = (),
+    renderer: AnswerRenderer | None = None,
+    metrics: Metrics | None = None,
+    scrape: Scrape | None = None,
 ) -> Starlette:
-    """The HTTP/JSON face of the gRPC server behind `upstream` (routes from the protos' http rules)."""
+    """The HTTP/JSON face of the gRPC server behind `upstream` (routes from the protos' http rules);
+    `metrics` count its requests, and `scrape` answers GET /metrics."""
     gateway = Gateway(router=Router(build_routes()), upstream=upstream, renderer=renderer or AnswerRenderer())
 
     async def alive(request: Request) -> Response:
@@ -69,6 +80,13 @@ def build_app(
 
     system: dict[str, Handler] = dict.fromkeys(LIVENESS_PATHS, alive)
     system[READINESS_PATH] = ready
+    if scrape is not None:
+
+        async def metrics_text(request: Request) -> Response:
+            body, content_type = scrape()
+            return Response(body, media_type=content_type)
+
+        system[METRICS_PATH] = metrics_text
 
     async def endpoint(request: Request) -> Response:
         handler = system.get(request.url.path)
@@ -95,7 +113,8 @@ def build_app(
     async def unexpected(request: Request, error: Exception) -> Response:
         return error_response(status_of_exception(error, where=f"http {request.method}"))
 
-    middleware = []
+    fixed = frozenset(system)
+    middleware = [Middleware(ObservingMiddleware, metrics=metrics, fixed_paths=fixed)]
     if cors_origins:
         methods = sorted({route.http_method for route in gateway.router.routes} | {"GET", "HEAD", "OPTIONS"})
         middleware.append(

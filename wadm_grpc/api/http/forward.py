@@ -8,7 +8,7 @@ never decoded on the way: the renderer keys its JSON on those bytes.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -18,6 +18,8 @@ from wadm_grpc.domain.errors import InvalidArgumentError
 
 # Client headers passed to the server as metadata under their own name.
 FORWARDED_HEADERS = ("authorization", "x-api-key", "x-request-id", "traceparent", "tracestate")
+# Added to every forwarded call: the server's metrics label it face="http" (and it logs the call here).
+FACE_METADATA = ("x-wadm-face", "http")
 # grpc-gateway's convention: `Grpc-Metadata-Foo: bar` arrives as metadata `foo: bar`.
 METADATA_HEADER_PREFIX = "grpc-metadata-"
 _METADATA_KEY = re.compile(r"[0-9a-z_.-]{1,64}")
@@ -47,13 +49,19 @@ def forwarded_metadata(headers: Mapping[str, str], peer_host: str | None) -> lis
         else:
             continue
         # gRPC refuses reserved, binary or non-ASCII metadata: such headers are dropped, not a 500.
-        if key.startswith("grpc-") or key.endswith("-bin") or not _METADATA_KEY.fullmatch(key):
+        if (
+            key.startswith("grpc-")
+            or key.endswith("-bin")
+            or key == FACE_METADATA[0]
+            or not _METADATA_KEY.fullmatch(key)
+        ):
             continue
         if _METADATA_VALUE.fullmatch(value):
             metadata.append((key, value))
     chain = [part for part in (headers.get("x-forwarded-for"), peer_host) if part]
     if chain and all(_METADATA_VALUE.fullmatch(part) for part in chain):
         metadata.append(("x-forwarded-for", ", ".join(chain)))
+    metadata.append(FACE_METADATA)
     host = headers.get("host")
     if host and _METADATA_VALUE.fullmatch(host):
         metadata.append(("x-forwarded-host", host))
@@ -74,9 +82,19 @@ def timeout_seconds(headers: Mapping[str, str]) -> float | None:
 class Upstream:
     """The gRPC server behind the gateway: one channel, one multicallable per method path."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, str | int]] = (),
+    ) -> None:
         self.target = target
-        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        every = [*CHANNEL_OPTIONS, *options]
+        if credentials is None:
+            self.channel = grpc.aio.insecure_channel(target, options=every)
+        else:
+            self.channel = grpc.aio.secure_channel(target, credentials, options=every)
         self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = {}
         self._streams: dict[str, grpc.aio.UnaryStreamMultiCallable[bytes, bytes]] = {}
         self._bidi: dict[str, grpc.aio.StreamStreamMultiCallable[bytes, bytes]] = {}

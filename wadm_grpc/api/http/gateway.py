@@ -25,6 +25,7 @@ from wadm_grpc.api.http.errors import (
     status_of_exception,
 )
 from wadm_grpc.api.http.forward import Upstream, forwarded_metadata, timeout_seconds
+from wadm_grpc.api.http.observe import ROUTE_SCOPE_KEY
 from wadm_grpc.api.http.query import build_request
 from wadm_grpc.api.http.render import AnswerRenderer
 from wadm_grpc.api.http.routes import Route, RouteMatch, Router
@@ -63,6 +64,7 @@ class Gateway:
             match, allowed = self.router.resolve(request.method, raw_path.decode("latin-1"))
             if match is None:
                 return self._no_route(request, allowed, pretty=pretty)
+            request.scope[ROUTE_SCOPE_KEY] = match.route.template.text
             return await self._forward(request, match, pretty=pretty)
         except (InvalidArgumentError, PathEncodingError) as error:
             if isinstance(error, PathEncodingError):

@@ -10,11 +10,15 @@ import signal
 import socket
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
 from wadm_grpc.api.http.app import build_app
 from wadm_grpc.api.http.forward import Upstream
+from wadm_grpc.api.tls import ClientTls, TlsFiles, reloading_server_context
+from wadm_grpc.metrics.registry import Metrics
+from wadm_grpc.metrics.scrape import Scrape
 
 log = logging.getLogger("wadm_grpc.http")
 
@@ -81,13 +85,31 @@ async def start_http(
     reuse_port: bool = False,
     cors_origins: Sequence[str] = (),
     max_concurrency: int | None = None,
+    tls: TlsFiles | None = None,
+    upstream_tls: ClientTls | None = None,
+    metrics: Metrics | None = None,
+    scrape: Scrape | None = None,
 ) -> HttpServer:
-    """Serve the gateway for the gRPC server at `target` on host:port; returns once it is listening."""
-    upstream = Upstream(target)
-    asgi = build_app(upstream, cors_origins=cors_origins)
+    """Serve the gateway for the gRPC server at `target` on host:port; returns once it is listening.
+    `tls`: serve HTTPS (client certificates required when it names a client CA); `upstream_tls`: reach
+    `target` over TLS. `metrics` count requests; `scrape` answers /metrics."""
+    if upstream_tls is None:
+        upstream = Upstream(target)
+    else:
+        upstream = Upstream(target, credentials=upstream_tls.credentials(), options=upstream_tls.channel_options())
+    asgi = build_app(upstream, cors_origins=cors_origins, metrics=metrics, scrape=scrape)
     sock = bind_socket(host, port, reuse_port=reuse_port)
+    ssl_options: dict[str, Any] = {}
+    if tls is not None:
+        # uvicorn's own options, and a context factory for the reloading context (api/tls.py).
+        ssl_options = {
+            "ssl_certfile": str(tls.cert),
+            "ssl_keyfile": str(tls.key),
+            "ssl_context_factory": lambda config, default: reloading_server_context(tls),
+        }
     config = uvicorn.Config(
         asgi,
+        **ssl_options,
         lifespan="off",
         log_config=None,
         access_log=False,
@@ -110,19 +132,43 @@ async def start_http(
             raise RuntimeError("the HTTP server stopped before it started")
         await asyncio.sleep(0.01)
     bound = int(sock.getsockname()[1])
-    log.info("http serving", extra={"host": host, "port": bound, "target": target})
+    log.info("http serving", extra={"host": host, "port": bound, "target": target, "tls": tls is not None})
     return HttpServer(server=server, task=task, port=bound, upstream=upstream)
 
 
+def url(host: str, port: int, *, tls: bool) -> str:
+    """The URL a process reaches its own HTTP server at."""
+    return f"{'https' if tls else 'http'}://{loopback_target(host, port)}"
+
+
 async def run_gateway(
-    *, target: str, host: str, port: int, cors_origins: Sequence[str] = (), grace_seconds: float = 10.0
+    *,
+    target: str,
+    host: str,
+    port: int,
+    cors_origins: Sequence[str] = (),
+    grace_seconds: float = 10.0,
+    tls: TlsFiles | None = None,
+    upstream_tls: ClientTls | None = None,
 ) -> None:
     """`python -m wadm_grpc gateway`: the HTTP/JSON face alone, in front of the gRPC server at `target`,
     until SIGTERM or SIGINT (as grpc-gateway runs beside a remote server)."""
-    http = await start_http(target=target, host=host, port=port, cors_origins=cors_origins)
+    from wadm_grpc.metrics.scrape import scraper
+
+    metrics = Metrics()
+    http = await start_http(
+        target=target,
+        host=host,
+        port=port,
+        cors_origins=cors_origins,
+        tls=tls,
+        upstream_tls=upstream_tls,
+        metrics=metrics,
+        scrape=scraper(metrics),
+    )
     log.info(
         "wadm-grpc gateway started",
-        extra={"http": f"http://{loopback_target(host, http.port)}", "port": http.port, "target": target},
+        extra={"http": url(host, http.port, tls=tls is not None), "port": http.port, "target": target},
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
