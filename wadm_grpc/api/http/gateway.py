@@ -7,7 +7,7 @@ Every request ends as JSON: an answer, a stream, or a google.rpc.Status (unknown
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf import json_format
@@ -20,7 +20,7 @@ from wadm_grpc.api.grpc.market_data import CACHE_TTL_METADATA
 from wadm_grpc.api.http.errors import error_response, simple_status, status_of_exception, status_of_rpc_error
 from wadm_grpc.api.http.forward import Upstream, forwarded_metadata, timeout_seconds
 from wadm_grpc.api.http.query import build_request
-from wadm_grpc.api.http.render import AnswerRenderer
+from wadm_grpc.api.http.render import AnswerRenderer, StreamRenderer
 from wadm_grpc.api.http.routes import Route, RouteMatch, Router
 from wadm_grpc.api.http.streams import stream_response, wants_event_stream
 from wadm_grpc.api.http.templates import PathEncodingError
@@ -48,6 +48,7 @@ class Gateway:
     router: Router
     upstream: Upstream
     renderer: AnswerRenderer
+    stream_renderer: StreamRenderer[bytes] = field(default_factory=StreamRenderer)
 
     async def dispatch(self, request: Request) -> Response:
         """The answer to `request`, never an exception (unexpected ones become INTERNAL, logged)."""
@@ -110,7 +111,7 @@ class Gateway:
                 call.cancel()
                 raise
             sse = wants_event_stream(request.headers.get("accept", ""))
-            return stream_response(call, route.response_class, sse=sse)
+            return stream_response(call, route.response_class, self.stream_renderer, sse=sse)
         unary = self.upstream.unary(route.grpc_path)(payload, metadata=metadata, timeout=timeout)
         answer: bytes = await unary
         rendered = self.renderer.render(route.response_class, answer, pretty=pretty)
