@@ -1,11 +1,13 @@
 """Section `http-streams`: live trades over HTTP (NDJSON, WebSocket) beside gRPC StreamTrades.
 
-One real server (gateway on) per case; N clients of one transport follow one symbol each (client i:
-symbol i mod 20), and the same publisher as section `streaming` sends the same load through
-PublishTrades. Warm-up, the publishing schedule, the drain and the tally are bench/stream_load.py's;
-only the consumers differ: `GET /api/v1/market/trades:stream` read line by line with httpx, and
-`/api/v1/market/ws/trades` with the `websockets` client, each decoding the JSON trades as a browser would.
-Latency = ingest (publish wall time, the trade's time) to the client having decoded the trade.
+One real server (gateway on) per case, or for the "(gateway process)" cases the server with its gateway
+off and `python -m wadm_grpc gateway` in a process of its own in front of it. N clients of one transport
+follow one symbol each (client i: symbol i mod 20), and the same publisher as section `streaming` sends
+the same load through PublishTrades. Warm-up, the publishing schedule, the drain and the tally are
+bench/stream_load.py's; only the consumers differ: `GET /api/v1/market/trades:stream` read line by line
+with httpx, and `/api/v1/market/ws/trades` with the `websockets` client, each decoding the JSON trades as
+a browser would. Latency = ingest (publish wall time, the trade's time) to the client having decoded the
+trade.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from bench.datasets import Datasets
-from bench.processes import ServerProcess, wadm_server
+from bench.processes import ServerProcess, wadm_gateway, wadm_server
 from bench.report import SectionResult, Table, ratio, times
 from bench.stream_load import (
     CHANNEL_OPTIONS,
@@ -49,6 +51,9 @@ TICK_SECONDS = 0.05
 GRPC = "gRPC StreamTrades"
 NDJSON = "HTTP NDJSON"
 WEBSOCKET = "WebSocket"
+NDJSON_APART = "HTTP NDJSON (gateway process)"
+WEBSOCKET_APART = "WebSocket (gateway process)"
+APART = {NDJSON_APART: NDJSON, WEBSOCKET_APART: WEBSOCKET}
 HttpConsume = Callable[[str, Consumer, Tally], Awaitable[None]]
 
 
@@ -157,23 +162,31 @@ async def _measure_http(server: ServerProcess, http_port: int, transport: str, s
 async def run(data: Datasets) -> SectionResult:
     """For each N, each transport on a fresh server (fresh, empty store)."""
     runs: list[tuple[str, StreamRun]] = []
+    gateway_cpu: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="wadm-bench-") as directory:
         for streams in CLIENT_COUNTS:
-            for case, transport in enumerate((GRPC, NDJSON, WEBSOCKET)):
+            for case, transport in enumerate((GRPC, NDJSON, WEBSOCKET, NDJSON_APART, WEBSOCKET_APART)):
                 http_port = _free_port()
-                env = {"WADM_HTTP": "true", "WADM_HTTP_PORT": str(http_port)}
+                apart = transport in APART
+                env = {"WADM_HTTP": "false" if apart else "true", "WADM_HTTP_PORT": str(http_port)}
                 store = Path(directory) / f"http-streams-{streams}-{case}.duckdb"
                 async with wadm_server("wadm", store, env) as server:
                     if transport == GRPC:
                         result = await measure(server, streams, TICK_SECONDS)
+                    elif apart:
+                        async with wadm_gateway("gateway", server.target, http_port) as gateway:
+                            began, cpu = time.perf_counter(), gateway.cpu_seconds()
+                            result = await _measure_http(server, http_port, APART[transport], streams)
+                            elapsed = time.perf_counter() - began
+                            gateway_cpu[len(runs)] = 100 * (gateway.cpu_seconds() - cpu) / elapsed
                     else:
                         result = await _measure_http(server, http_port, transport, streams)
                 runs.append((transport, result))
                 print(f"  {transport}, {streams} clients: done", flush=True)
-    return _report(runs)
+    return _report(runs, gateway_cpu)
 
 
-def _report(runs: Sequence[tuple[str, StreamRun]]) -> SectionResult:
+def _report(runs: Sequence[tuple[str, StreamRun]], gateway_cpu: dict[int, float]) -> SectionResult:
     table = Table(
         f"Live trades by transport: {TRADES_PER_SECOND} trades/s over {len(SYMBOLS)} symbols for "
         f"{MEASURE_SECONDS:.0f} s, a batch every {TICK_SECONDS * 1000:.0f} ms; latency = ingest to client",
@@ -183,8 +196,11 @@ def _report(runs: Sequence[tuple[str, StreamRun]]) -> SectionResult:
         ],
     )
     baseline = {r.streams: r for transport, r in runs if transport == GRPC}
-    for transport, r in runs:
+    for index, (transport, r) in enumerate(runs):
         grpc_run = baseline.get(r.streams)
+        server_cpu = f"{r.server_cpu_percent:.0f}%"
+        if index in gateway_cpu:
+            server_cpu += f" + gateway {gateway_cpu[index]:.0f}%"
         table.add(
             transport,
             f"{r.streams:,}",
@@ -196,18 +212,23 @@ def _report(runs: Sequence[tuple[str, StreamRun]]) -> SectionResult:
             ", ".join(f"{n} {code}" for code, n in r.cut_off.items()) or "0",
             times(ratio(r.latency_ms(50), grpc_run.latency_ms(50))) if grpc_run else "-",
             times(ratio(r.latency_ms(99), grpc_run.latency_ms(99))) if grpc_run else "-",
-            f"{r.server_cpu_percent:.0f}%",
+            server_cpu,
             f"{r.client_cpu_percent:.0f}%",
         )
     table.notes += [
         "one server process (gRPC + its gateway) per row; the HTTP clients decode JSON, the gRPC ones protobuf",
         "lost: trades of a client's symbol it never received (clients still open), once deliveries settled",
-        "server CPU: the one process serving gRPC and the gateway, in % of one core",
+        "server CPU: the one process serving gRPC and the gateway, in % of one core; '(gateway process)' rows:"
+        " the gRPC server alone (WADM_HTTP=false) while `python -m wadm_grpc gateway` serves HTTP in a process"
+        " of its own (its CPU averaged over the whole run, subscribe phase included)",
     ]
     figures: dict[str, object] = {
         "trades_per_second": TRADES_PER_SECOND,
         "measure_seconds": MEASURE_SECONDS,
         "batch_every_ms": TICK_SECONDS * 1000,
-        "runs": [{"transport": transport, **r.figures()} for transport, r in runs],
+        "runs": [
+            {"transport": transport, **r.figures(), "gateway_cpu_percent": gateway_cpu.get(index)}
+            for index, (transport, r) in enumerate(runs)
+        ],
     }
     return SectionResult("http-streams", [table], figures)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 # The line both the real server and the bench's empty servers log once they listen (JSON on stderr).
 READY_MESSAGE = "wadm-grpc started"
+GATEWAY_READY_MESSAGE = "wadm-grpc gateway started"
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 5.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -89,6 +90,17 @@ async def wadm_server(
 
 
 @asynccontextmanager
+async def wadm_gateway(name: str, target: str, http_port: int) -> AsyncIterator[ServerProcess]:
+    """`python -m wadm_grpc gateway` (the HTTP/JSON face in its own process) on 127.0.0.1:`http_port`,
+    forwarding to the gRPC server at `target`; its `target` is the HTTP address."""
+    argv = [sys.executable, "-m", "wadm_grpc", "gateway", "--target", target, "--host", "127.0.0.1"]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WADM_")}
+    env["WADM_LOG_FORMAT"] = "json"
+    async with _server(name, [*argv, "--port", str(http_port)], env, ready=GATEWAY_READY_MESSAGE) as gateway:
+        yield gateway
+
+
+@asynccontextmanager
 async def empty_server(name: str, candles_response: Path | None = None) -> AsyncIterator[ServerProcess]:
     """The bench's empty servicers (bench/empty_server.py) on a free port of 127.0.0.1."""
     argv = [sys.executable, "-m", "bench.empty_server"]
@@ -101,7 +113,7 @@ async def empty_server(name: str, candles_response: Path | None = None) -> Async
 
 @asynccontextmanager
 async def _server(
-    name: str, argv: list[str], env: dict[str, str], *, ready_count: int = 1
+    name: str, argv: list[str], env: dict[str, str], *, ready_count: int = 1, ready: str = READY_MESSAGE
 ) -> AsyncIterator[ServerProcess]:
     process = await asyncio.create_subprocess_exec(
         *argv,
@@ -115,7 +127,7 @@ async def _server(
     reader: asyncio.Task[None] | None = None
     try:
         async with asyncio.timeout(START_TIMEOUT_SECONDS):
-            port = await _wait_for_port(server, ready_count)
+            port = await _wait_for_port(server, ready_count, ready)
         server.target = f"127.0.0.1:{port}"
         # Keep reading the log so the server never blocks on a full pipe.
         reader = asyncio.create_task(_keep_reading(server))
@@ -128,7 +140,7 @@ async def _server(
                 await reader
 
 
-async def _wait_for_port(server: ServerProcess, ready_count: int = 1) -> int:
+async def _wait_for_port(server: ServerProcess, ready_count: int = 1, ready_message: str = READY_MESSAGE) -> int:
     stderr = server.process.stderr
     assert stderr is not None
     ready = 0
@@ -141,7 +153,7 @@ async def _wait_for_port(server: ServerProcess, ready_count: int = 1) -> int:
         server.log_tail.append(text)
         with contextlib.suppress(ValueError):
             record = json.loads(text)
-            if isinstance(record, dict) and record.get("message") == READY_MESSAGE:
+            if isinstance(record, dict) and record.get("message") == ready_message:
                 ready += 1
                 if ready == ready_count:
                     return int(record["port"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 
@@ -85,3 +86,17 @@ async def test_a_refused_stream_is_a_status_not_a_200(gateway: Gatewayed) -> Non
     assert bad.status_code == 400
     assert bad.json()["details"][0]["field_violations"][0]["field"] == "heartbeat_interval"
     assert (closed.status_code, closed.headers["retry-after"], closed.json()["code"]) == (503, "1", 14)
+
+
+async def test_a_batch_that_several_streams_carry_is_rendered_once(gateway: Gatewayed) -> None:
+    renderer = gateway.http.server.config.app.state.gateway.stream_renderer
+    async with asyncio.timeout(30), contextlib.AsyncExitStack() as stack:
+        responses = [await stack.enter_async_context(gateway.client.stream("GET", STREAM)) for _ in range(3)]
+        assert [r.status_code for r in responses] == [200, 200, 200]
+        before = (renderer.misses, renderer.hits)
+        ids = await publish_eth(gateway, seed=3)
+        got = [await anext(lines(response)) for response in responses]
+
+    assert got[0] == got[1] == got[2]  # the same bytes for every client...
+    assert [t["trade_id"] for t in json.loads(got[0])["result"]["trades"]["trades"]] == ids
+    assert (renderer.misses - before[0], renderer.hits - before[1]) == (1, 2)  # ...rendered once

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import ConsoleMessage, Page, Route, async_playwright, expect
 from playwright.async_api import WebSocketRoute as MockedSocket
 
 from tests.gateway.browser import CHROMIUM, CHROMIUM_ARGS
@@ -154,6 +154,46 @@ async def test_the_page_falls_back_to_the_ndjson_stream_when_the_websocket_never
 
     assert transport == "ndjson"
     assert len(refused) == 1  # tried once; the rest of the visit uses the stream
+    assert browsed.errors == []
+
+
+async def test_trades_arriving_while_the_candles_load_count_once_in_the_live_candle(
+    gateway: Gatewayed, browsed: Browsed
+) -> None:
+    page = browsed.page
+    store = gateway.served.app.ingest.store_trades
+    # Stored before the page opens: in the candles' answer only.
+    await store([btc_trade("9000000001", "61234.50", "0.125", Side.BUY, 30)])
+    loads: list[str] = []
+
+    async def load_around_live_trades(route: Route) -> None:
+        loads.append(route.request.url)
+        if len(loads) > 1:
+            await route.continue_()
+            return
+        # Arrives live while the page waits for the candles, and is stored before they are read: in both.
+        await store([btc_trade("9000000002", "61230.1", "0.0375", Side.SELL, 20)])
+        await page.wait_for_selector('#tape tr[data-trade-id="9000000002"]', timeout=WAIT_MS)
+        answer = await route.fetch()
+        # Stored after the read, arriving live before the answer: in the live stream only.
+        await store([btc_trade("9000000003", "61250", "0.2", Side.BUY, 10)])
+        await page.wait_for_selector('#tape tr[data-trade-id="9000000003"]', timeout=WAIT_MS)
+        await route.fulfill(response=answer)
+
+    await page.route("**/api/v1/market/candles/**", load_around_live_trades)
+    await page.goto(f"{gateway.base_url}/")
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+    await expect(page.locator("#chart")).to_have_attribute("data-last-close", "61250.00", timeout=WAIT_MS)
+    # After the load, the live path alone.
+    await store([btc_trade("9000000004", "61240.5", "0.01", Side.BUY, 5)])
+    await expect(page.locator("#chart")).to_have_attribute("data-last-close", "61240.50", timeout=WAIT_MS)
+
+    last = (await server_candles(gateway))[-1]
+    assert (last["volume"], last["trade_count"]) == ("0.3725", "4")
+    shown = f"O {last['open']} H {last['high']} L {last['low']} C {last['close']} V {last['volume']} (4 trades)"
+    assert await page.inner_text("#candle-info") == shown
+    assert shown == "O 61234.50 H 61250.00 L 61230.10 C 61240.50 V 0.3725 (4 trades)"
+    assert len(loads) == 1 and (await dataset(page, "#live"))["transport"] == "websocket"
     assert browsed.errors == []
 
 

@@ -157,15 +157,28 @@ WS_STALL_SECONDS = 0.3
 # The client's kernel receive buffer: small, so the server's sends back up soon after the client stops reading.
 TINY_RECEIVE_BUFFER = 4096
 PUBLISH_BATCH = 2000
+SMALL_BUFFER = 5000
 
 
 @pytest.fixture
 async def patient_server(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Gatewayed]:
     """The gateway before a gRPC server that never cuts a stream off itself (long stall limit, a buffer far
     larger than the test publishes): any cut-off seen is the WebSocket's."""
-    bus = InProcessTradeBus(buffer_trades=10_000_000)
+    async for served in _gateway_before(tmp_path, clock, buffer_trades=10_000_000):
+        yield served
+
+
+@pytest.fixture
+async def strict_server(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Gatewayed]:
+    """The gateway before a gRPC server whose streams may fall at most SMALL_BUFFER trades behind."""
+    async for served in _gateway_before(tmp_path, clock, buffer_trades=SMALL_BUFFER):
+        yield served
+
+
+async def _gateway_before(tmp_path: Path, clock: ManualClock, *, buffer_trades: int) -> AsyncIterator[Gatewayed]:
+    bus = InProcessTradeBus(buffer_trades=buffer_trades)
     settings = Settings(page_token_key=b"test-key", stream_stall_seconds=600)
-    app = await bootstrap(settings, store=DuckDBTradeStore(tmp_path / "patient.duckdb"), bus=bus, clock=clock)
+    app = await bootstrap(settings, store=DuckDBTradeStore(tmp_path / "served.duckdb"), bus=bus, clock=clock)
     server = await start_grpc(app, "127.0.0.1:0")
     client = WadmClient.connect(f"127.0.0.1:{server.port}", timeout_seconds=30)
     http = await start_http(target=f"127.0.0.1:{server.port}", host="127.0.0.1", port=0)
@@ -268,5 +281,44 @@ async def test_a_client_that_takes_no_frame_is_closed_with_1013_and_its_call_can
         # Behind a full send buffer the close frame itself cannot go out within the stall time, so the gateway
         # drops the connection; the frame is asserted only if it made it.
         assert await _close_frame(reader) in (None, (1013, "client took no data; reconnect"))
+    finally:
+        writer.close()
+
+
+async def test_a_client_that_reads_too_slowly_is_cut_off_by_the_server_and_closed_with_1013_and_the_reason(
+    strict_server: Gatewayed,
+) -> None:
+    gateway = strict_server
+    reader, writer = await _raw_socket(gateway.http.port)
+    try:
+        writer.write(_client_frame('{"op": "subscribe", "symbols": ["BTCUSDT"]}'))
+        assert json.loads(await _next_text(reader))["type"] == "subscribed"
+
+        async def read_slowly() -> tuple[int, str] | None:
+            """A client that keeps reading, a frame every 50 ms: slower than the trades come."""
+            async with asyncio.timeout(120):
+                while True:
+                    try:
+                        opcode, payload = await _frame(reader)
+                    except asyncio.IncompleteReadError:
+                        return None
+                    if opcode == 0x8:
+                        return int.from_bytes(payload[:2], "big"), payload[2:].decode()
+                    await asyncio.sleep(0.05)  # the slowness under test, not a wait for something
+
+        reading = asyncio.create_task(read_slowly())
+        seed = 0
+        async with asyncio.timeout(60):
+            while int((await _stream_stats(gateway)).get("cut_off_streams", 0)) == 0:
+                for _ in range(10):
+                    seed += 1
+                    await gateway.served.bus.publish(trades(seed, 500, "BTCUSDT"))
+        # The server cut the stream off (the gateway never gave up on this client: it kept reading)...
+        closed = await reading
+        # ...and the client, still reading, gets the server's status as the close reason.
+        assert closed is not None
+        code, reason = closed
+        assert code == 1013
+        assert reason.startswith("RESOURCE_EXHAUSTED: stream fell more than 5000 trades behind"), reason
     finally:
         writer.close()

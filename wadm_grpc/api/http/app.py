@@ -25,7 +25,7 @@ from wadm_grpc.api.http.forward import Upstream
 from wadm_grpc.api.http.gateway import Gateway, is_pretty
 from wadm_grpc.api.http.observe import ObservingMiddleware
 from wadm_grpc.api.http.page import page_routes
-from wadm_grpc.api.http.render import AnswerRenderer, dumps
+from wadm_grpc.api.http.render import AnswerRenderer, StreamRenderer, dumps
 from wadm_grpc.api.http.routes import Router, build_routes
 from wadm_grpc.api.http.websocket import PATH as TRADES_SOCKET_PATH
 from wadm_grpc.api.http.websocket import serve_trades_socket
@@ -134,8 +134,10 @@ def build_app(
 
     docs = docs_routes(gateway.router.routes, liveness_paths=LIVENESS_PATHS, readiness_path=READINESS_PATH)
 
+    frames: StreamRenderer[str] = StreamRenderer()
+
     async def trades_socket(websocket: WebSocket) -> None:
-        await serve_trades_socket(websocket, upstream)
+        await serve_trades_socket(websocket, upstream, frames)
 
     app = Starlette(
         routes=[*docs, WebSocketRoute(TRADES_SOCKET_PATH, trades_socket), *page_routes()],

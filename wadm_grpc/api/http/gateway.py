@@ -7,7 +7,7 @@ Every request ends as JSON: an answer, a stream, or a google.rpc.Status (unknown
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf import json_format
@@ -27,7 +27,7 @@ from wadm_grpc.api.http.errors import (
 from wadm_grpc.api.http.forward import Upstream, forwarded_metadata, timeout_seconds
 from wadm_grpc.api.http.observe import ROUTE_SCOPE_KEY
 from wadm_grpc.api.http.query import build_request
-from wadm_grpc.api.http.render import AnswerRenderer
+from wadm_grpc.api.http.render import AnswerRenderer, StreamRenderer
 from wadm_grpc.api.http.routes import Route, RouteMatch, Router
 from wadm_grpc.api.http.streams import stream_response, wants_event_stream
 from wadm_grpc.api.http.templates import PathEncodingError
@@ -55,6 +55,7 @@ class Gateway:
     router: Router
     upstream: Upstream
     renderer: AnswerRenderer
+    stream_renderer: StreamRenderer[bytes] = field(default_factory=StreamRenderer)
 
     async def dispatch(self, request: Request) -> Response:
         """The answer to `request`, never an exception (unexpected ones become INTERNAL, logged)."""
@@ -118,7 +119,7 @@ class Gateway:
                 call.cancel()
                 raise
             sse = wants_event_stream(request.headers.get("accept", ""))
-            response = stream_response(call, route.response_class, sse=sse)
+            response = stream_response(call, route.response_class, self.stream_renderer, sse=sse)
             response.headers.update(rate_limit_headers(await call.initial_metadata()))
             return response
         unary = self.upstream.unary(route.grpc_path)(payload, metadata=metadata, timeout=timeout)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -20,6 +21,8 @@ from google.rpc import status_pb2
 
 # Rendered answers kept, by total size: a 1,000-candle answer renders to about 450 KB.
 DEFAULT_RENDER_CACHE_BYTES = 64 * 1024 * 1024
+# Distinct stream messages remembered rendered: a few seconds of every symbol's batches.
+DEFAULT_STREAM_RENDERS = 4096
 _COMPACT = {"separators": (",", ":"), "ensure_ascii": False}
 _PRETTY = {"indent": 2, "ensure_ascii": False}
 
@@ -83,4 +86,36 @@ class AnswerRenderer:
             while self._bytes > self._max_bytes:
                 (_, _, old_payload), old = self._entries.popitem(last=False)
                 self._bytes -= len(old_payload) + len(old.body)
+        return rendered
+
+
+T = TypeVar("T")
+
+
+class StreamRenderer(Generic[T]):
+    """Stream message bytes -> their rendering, remembered for the last `max_entries` distinct messages.
+
+    The server sends every stream of a symbol the same bytes for the same batch (api/grpc/stream_wire.py),
+    so a batch that a thousand clients receive is rendered once, not a thousand times. Keyed on the bytes
+    and the form (`ndjson`, `sse`, `ws`, ...), as AnswerRenderer keys unary answers.
+    """
+
+    def __init__(self, *, max_entries: int = DEFAULT_STREAM_RENDERS) -> None:
+        self._entries: OrderedDict[tuple[str, bytes], T] = OrderedDict()
+        self._max_entries = max_entries
+        self.hits = 0
+        self.misses = 0
+
+    def render(self, form: str, payload: bytes, build: Callable[[bytes], T]) -> T:
+        """`build(payload)`, or what it gave for the same form and bytes while remembered."""
+        key = (form, payload)
+        found = self._entries.get(key)
+        if found is not None:
+            self.hits += 1
+            return found
+        self.misses += 1
+        rendered = build(payload)
+        self._entries[key] = rendered
+        if len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
         return rendered

@@ -10,7 +10,7 @@ at once (Starlette cancels the body iterator on http.disconnect; the call is can
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -19,7 +19,7 @@ from google.rpc import status_pb2
 from starlette.responses import StreamingResponse
 
 from wadm_grpc.api.http.errors import status_of_rpc_error
-from wadm_grpc.api.http.render import as_dict, stream_line
+from wadm_grpc.api.http.render import StreamRenderer, as_dict, stream_line
 
 NDJSON = "application/x-ndjson"
 EVENT_STREAM = "text/event-stream"
@@ -44,15 +44,28 @@ def _event_name(message: Message) -> str:
     return "message"
 
 
+def _renderer(response_class: type[Message], *, sse: bool) -> Callable[[bytes], bytes]:
+    def render(payload: bytes) -> bytes:
+        message = response_class.FromString(payload)
+        return _sse(_event_name(message), as_dict(message)) if sse else stream_line("result", message)
+
+    return render
+
+
 async def _messages(
-    call: grpc.aio.UnaryStreamCall[bytes, bytes], response_class: type[Message], *, sse: bool
+    call: grpc.aio.UnaryStreamCall[bytes, bytes],
+    response_class: type[Message],
+    renderer: StreamRenderer[bytes],
+    *,
+    sse: bool,
 ) -> AsyncIterator[bytes]:
     failed: status_pb2.Status | None = None
+    form = f"{'sse' if sse else 'ndjson'} {response_class.DESCRIPTOR.full_name}"
+    render = _renderer(response_class, sse=sse)
     try:
         try:
             async for payload in call:
-                message = response_class.FromString(payload)
-                yield _sse(_event_name(message), as_dict(message)) if sse else stream_line("result", message)
+                yield renderer.render(form, payload, render)  # identical batches are rendered once
         except grpc.aio.AioRpcError as error:
             failed = status_of_rpc_error(error)
         if failed is not None:
@@ -62,9 +75,15 @@ async def _messages(
 
 
 def stream_response(
-    call: grpc.aio.UnaryStreamCall[bytes, bytes], response_class: type[Message], *, sse: bool
+    call: grpc.aio.UnaryStreamCall[bytes, bytes],
+    response_class: type[Message],
+    renderer: StreamRenderer[bytes],
+    *,
+    sse: bool,
 ) -> StreamingResponse:
     """The streaming answer for an accepted call."""
     return StreamingResponse(
-        _messages(call, response_class, sse=sse), media_type=EVENT_STREAM if sse else NDJSON, headers=STREAM_HEADERS
+        _messages(call, response_class, renderer, sse=sse),
+        media_type=EVENT_STREAM if sse else NDJSON,
+        headers=STREAM_HEADERS,
     )

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from wadm_grpc.api.http.errors import status_of_exception, status_of_rpc_error
 from wadm_grpc.api.http.forward import Upstream, forwarded_metadata
-from wadm_grpc.api.http.render import as_dict
+from wadm_grpc.api.http.render import StreamRenderer, as_dict
 from wadm_grpc.domain.errors import InvalidArgumentError, Violations
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 
@@ -127,6 +127,14 @@ def frame_of(message: md.SubscribeTradesResponse) -> dict[str, Any]:
     return {"type": event, **as_dict(getattr(message, event))}
 
 
+def _frame_text(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def _render_frame(payload: bytes) -> str:
+    return _frame_text(frame_of(md.SubscribeTradesResponse.FromString(payload)))
+
+
 def _error_frame(status: status_pb2.Status) -> dict[str, Any]:
     return {"type": "error", "error": as_dict(status)}
 
@@ -135,7 +143,7 @@ def _reason(text: str) -> str:
     return text.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
 
 
-async def serve_trades_socket(websocket: WebSocket, upstream: Upstream) -> None:
+async def serve_trades_socket(websocket: WebSocket, upstream: Upstream, renderer: StreamRenderer[str]) -> None:
     """Serve one connection until either side ends it."""
     query = websocket.query_params.get("heartbeat_interval")
     await websocket.accept()
@@ -165,9 +173,9 @@ async def serve_trades_socket(websocket: WebSocket, upstream: Upstream) -> None:
     call = upstream.bidi(METHOD)(metadata=forwarded_metadata(headers, peer))
     sending = asyncio.Lock()
 
-    async def send(frame: dict[str, Any]) -> None:
+    async def send(text: str) -> None:
         async with sending, asyncio.timeout(SEND_STALL_SECONDS):
-            await websocket.send_text(json.dumps(frame, separators=(",", ":"), ensure_ascii=False))
+            await websocket.send_text(text)
 
     async def client_to_server() -> None:
         while True:
@@ -175,13 +183,13 @@ async def serve_trades_socket(websocket: WebSocket, upstream: Upstream) -> None:
             try:
                 request = request_of(text, default_heartbeat)
             except InvalidArgumentError as error:
-                await send(_error_frame(status_of_exception(error, where="websocket")))
+                await send(_frame_text(_error_frame(status_of_exception(error, where="websocket"))))
                 continue
             await call.write(request.SerializeToString())
 
     async def server_to_client() -> None:
         async for payload in call:
-            await send(frame_of(md.SubscribeTradesResponse.FromString(payload)))
+            await send(renderer.render("ws", payload, _render_frame))  # identical batches are rendered once
 
     reading = asyncio.ensure_future(client_to_server())
     writing = asyncio.ensure_future(server_to_client())

@@ -3,10 +3,13 @@
 // decimal strings the server sent (decimal.js); Number() is used for drawing only (chart.js).
 import { TIMEFRAME_MS, applyTrade, candleFromApi } from "./candles.js";
 import { drawChart } from "./chart.js";
+import { settle } from "./history.js";
 import { LiveTrades } from "./live.js";
 
 const CANDLE_LIMIT = 120;
 const TAPE_ROWS = 60;
+// Candles wait for the live stream (so no trade falls between them) at most this long.
+const LIVE_WAIT_MS = 3000;
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -17,6 +20,9 @@ const state = {
   view: 0, // bumped on every symbol or timeframe change: candles answered for an older view are dropped
   candlesLoaded: false,
   pending: [], // trades received while the candles load, applied once they are drawn
+  counted: null, // the last candle's trades (history.js CountedBucket): none is counted twice
+  live: false, // the stream is subscribed: candles read from now on miss no trade
+  liveWait: null,
 };
 
 function showMessage(text) {
@@ -28,6 +34,10 @@ function showLive(stateName, transport, text) {
   live.dataset.state = stateName;
   live.dataset.transport = transport;
   live.textContent = text;
+  const wasLive = state.live;
+  state.live = stateName === "live";
+  // (Re)subscribed: trades may have been missed while it was not, so the candles are read again.
+  if (state.live && !wasLive && state.symbol) reloadCandles();
 }
 
 async function getJson(path) {
@@ -54,18 +64,31 @@ function render() {
     : "no candles";
 }
 
+// A new view (symbol, timeframe, or a stream that subscribed again): live trades are buffered from now
+// until its candles are drawn; the candles are read once the stream is live (or LIVE_WAIT_MS passed).
+function reloadCandles() {
+  state.view += 1;
+  state.candlesLoaded = false;
+  state.pending = [];
+  state.counted = null;
+  clearTimeout(state.liveWait);
+  if (state.live) loadCandles();
+  else state.liveWait = setTimeout(loadCandles, LIVE_WAIT_MS);
+}
+
 async function loadCandles() {
   const view = state.view;
-  state.candlesLoaded = false;
-  const path = `/api/v1/market/candles/${encodeURIComponent(state.symbol)}/${state.timeframe}?limit=${CANDLE_LIMIT}`;
+  const { symbol, timeframe } = state;
+  const path = `/api/v1/market/candles/${encodeURIComponent(symbol)}/${timeframe}?limit=${CANDLE_LIMIT}`;
   try {
     const body = await getJson(path);
     if (view !== state.view) return;
-    state.candles = (body.candles || []).map(candleFromApi);
-    state.candlesLoaded = true;
-    // Trades that arrived during the load: high/low/close are exact under replay; a trade already in
-    // the answer would count twice in the volume, a window of one round trip.
-    for (const trade of state.pending.splice(0)) applyTrade(state.candles, trade, state.timeframe, CANDLE_LIMIT);
+    const candles = (body.candles || []).map(candleFromApi);
+    // The last candle joined with the trades buffered meanwhile, each counted once (history.js).
+    const counted = await settle(candles, state.pending, { getJson, symbol, timeframe });
+    if (view !== state.view) return;
+    Object.assign(state, { candles, counted, candlesLoaded: true });
+    for (const trade of state.pending.splice(0)) applyTrade(candles, trade, timeframe, CANDLE_LIMIT);
     render();
     showMessage("");
   } catch (error) {
@@ -101,8 +124,10 @@ function addToTape(trade) {
 function onTrades(trades) {
   for (const trade of trades) {
     addToTape(trade);
-    if (state.candlesLoaded) applyTrade(state.candles, trade, state.timeframe, CANDLE_LIMIT);
-    else state.pending.push(trade);
+    if (!state.candlesLoaded) state.pending.push(trade);
+    else if (!state.counted || state.counted.admit(trade, state.timeframe)) {
+      applyTrade(state.candles, trade, state.timeframe, CANDLE_LIMIT);
+    }
   }
   if (state.candlesLoaded && trades.length) render();
 }
@@ -119,21 +144,20 @@ const live = new LiveTrades({
 
 function selectTimeframe() {
   state.timeframe = $("timeframe").value;
-  state.view += 1;
   state.candles = [];
-  state.pending = [];
   const query = new URLSearchParams(location.search);
   query.set("symbol", state.symbol);
   query.set("timeframe", state.timeframe);
   history.replaceState(null, "", `?${query}`);
   // The live stream stays: trades from now on are buffered until the new candles are drawn.
-  loadCandles();
+  reloadCandles();
 }
 
 function selectSymbol() {
   state.symbol = $("symbol").value;
   $("tape").replaceChildren();
-  // Subscribe first, then read the candles: trades in between are buffered, not lost.
+  // Subscribe first, then read the candles once subscribed: trades in between are buffered, not lost.
+  state.live = false;
   live.follow(state.symbol);
   selectTimeframe();
 }

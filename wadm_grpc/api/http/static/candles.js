@@ -15,10 +15,45 @@ export function timeMs(rfc3339) {
   return Date.parse(rfc3339.replace(/(\.\d{3})\d+/, "$1"));
 }
 
-function bucketOpenMs(ms, timeframe) {
+export function bucketOpenMs(ms, timeframe) {
   const interval = TIMEFRAME_MS[timeframe];
   const anchor = timeframe === "1w" ? WEEK_ANCHOR_MS : 0;
   return ms - ((((ms - anchor) % interval) + interval) % interval);
+}
+
+// Nanoseconds since the epoch (BigInt): orders trades exactly, whatever fraction digits the times carry.
+export function timeNs(rfc3339) {
+  const match = /^(.*?)(?:\.(\d{1,9}))?Z$/.exec(rfc3339);
+  if (!match) return BigInt(timeMs(rfc3339)) * 1000000n;
+  return BigInt(Date.parse(`${match[1]}Z`)) * 1000000n + BigInt((match[2] || "").padEnd(9, "0"));
+}
+
+// A trade's identity: ids are unique per exchange.
+export function tradeKey(trade) {
+  return `${trade.exchange}\u0000${trade.trade_id}`;
+}
+
+// The server's order within a candle: time, then trade id.
+function byTimeThenId(a, b) {
+  const [x, y] = [timeNs(a.time), timeNs(b.time)];
+  if (x !== y) return x < y ? -1 : 1;
+  return a.trade_id < b.trade_id ? -1 : a.trade_id > b.trade_id ? 1 : 0;
+}
+
+// The candle opening at `openMs` computed from all of its trades (at least one), as the server does.
+export function candleFromTrades(openMs, trades, closed) {
+  const sorted = [...trades].sort(byTimeThenId);
+  const scale = Math.max(...sorted.map((t) => scaleOf(t.price)));
+  let [high, low, volume] = [sorted[0].price, sorted[0].price, "0"];
+  for (const t of sorted) {
+    if (compareDecimal(t.price, high) > 0) high = t.price;
+    if (compareDecimal(t.price, low) < 0) low = t.price;
+    volume = addDecimal(volume, t.quantity);
+  }
+  return {
+    openMs, open: withScale(sorted[0].price, scale), high: withScale(high, scale), low: withScale(low, scale),
+    close: withScale(sorted[sorted.length - 1].price, scale), volume, tradeCount: sorted.length, closed,
+  };
 }
 
 export function candleFromApi(c) {
