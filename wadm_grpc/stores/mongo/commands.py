@@ -105,10 +105,11 @@ class Commands:
         found: Document | None = await self._collection(role).find_one(query)
         return found
 
-    async def watch_trades(self, pipeline: list[Document], *, resume_after: Any) -> Any:
+    async def watch_trades(self, pipeline: list[Document], *, resume_after: Any, max_await_time_ms: int) -> Any:
         """A change stream on the trades collection (an AsyncChangeStream; use it with `async with`)."""
         self.round_trips += 1
-        return await self._collection("trades").watch(pipeline, resume_after=resume_after)
+        collection = self._collection("trades")
+        return await collection.watch(pipeline, resume_after=resume_after, max_await_time_ms=max_await_time_ms)
 
     async def delete_many(self, role: Role, query: Document) -> int:
         """Delete every document matching `query`; how many were deleted."""
