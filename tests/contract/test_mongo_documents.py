@@ -214,7 +214,7 @@ async def test_a_late_collector_trade_updates_its_buckets(mongo: Harness) -> Non
     assert mongo.store.round_trips - trips == 11
     assert aggregates_of(sent) == [
         ("trades", ["$match", "$sort", "$limit", "$project", "$group"]),
-        ("trades", ["$match", "$group"]),
+        ("trades", ["$match", "$set", "$set", "$group"]),
         ("trade_rollups", ["$match", "$addFields", "$group"]),
         ("trade_rollups", ["$match", "$addFields", "$group"]),
         ("trade_rollups", ["$match", "$group"]),
@@ -251,7 +251,9 @@ async def test_reads_are_pipelines_the_server_runs(mongo: Harness) -> None:
 
     assert sent == {
         "candles": [("trade_rollups", ["$match", "$sort", "$limit", "$addFields", "$group", "$sort", "$limit"])],
-        "stats": [("trades", ["$match", "$match", "$group", "$addFields", "$unionWith", "$match", "$group"])],
+        "stats": [
+            ("trades", ["$match", "$set", "$set", "$match", "$group", "$addFields", "$unionWith", "$match", "$group"])
+        ],
         "page": [
             ("trades", ["$match", "$sort", "$project", "$match", "$limit", "$group"]),
             ("trades", ["$match", "$project", "$match", "$sort", "$limit"]),

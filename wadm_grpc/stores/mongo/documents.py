@@ -137,12 +137,12 @@ def trade_of(document: Mapping[str, Any], symbol: str) -> Trade:
     """A trade from a page row (see pipelines.trade_page): ours or a collector's."""
     key = document["key"]
     return Trade(
-        exchange=document["exchange"],
+        exchange=str(document["exchange"]).lower(),
         symbol=symbol,
         trade_id=key["i"],
         price=decimal_of(document["price"]),
         quantity=decimal_of(document["quantity"]),
-        side=Side(document["side"]),
+        side=Side(str(document["side"]).lower()),
         time_us=int(key["t"]),
     )
 
