@@ -92,3 +92,5 @@ async def test_the_history_is_rolled_up_in_the_background_with_progress_logged(
     progress = [r.getMessage() for r in caplog.records if "rollup catch-up:" in r.getMessage()]
     assert progress[-1] == "rollup catch-up: 600 trades rolled up so far" and len(progress) >= 6
     assert any("reads answer from the rollups written so far" in r.getMessage() for r in caplog.records)
+    told = [r.getMessage() for r in caplog.records if r.getMessage().startswith("serving reads from the rollups")]
+    assert told == ["serving reads from the rollups written so far: the catch-up has rolled up 0 trades yet"]

@@ -56,3 +56,4 @@ class CatchUp:
     running: bool = False
     scanned_trades: int = 0
     done: bool = False
+    said: bool = False  # a read during the catch-up was told, in the log, that rollups are incomplete

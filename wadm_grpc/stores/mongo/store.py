@@ -224,15 +224,27 @@ class MongoTradeStore:
                 await mark_dirty(self._commands, minute_keys(new))
         return new
 
+    def _say_if_catching_up(self) -> None:
+        """Reads during the catch-up answer from the rollups so far: say so in the log, once per catch-up."""
+        if self._refresher is not None and not self.catch_up.done and not self.catch_up.said:
+            self.catch_up.said = True
+            log.warning(
+                "serving reads from the rollups written so far: the catch-up has rolled up %s trades yet",
+                self.catch_up.scanned_trades,
+            )
+
     async def candles(self, query: CandleQuery) -> list[tuple[int, Aggregate]]:
+        self._say_if_catching_up()
         return await reads.candles(self._commands, query)
 
     async def symbols(self, exchanges: tuple[str, ...]) -> list[SymbolSummary]:
+        self._say_if_catching_up()
         return await reads.symbols(self._commands, exchanges)
 
     async def window_stats(
         self, symbols: Sequence[str], exchanges: tuple[str, ...], start_us: int, end_us: int
     ) -> dict[str, WindowStats]:
+        self._say_if_catching_up()
         return await reads.window_stats(self._commands, symbols, exchanges, start_us, end_us)
 
     async def trades(self, query: TradeQuery) -> list[Trade]:
