@@ -1,427 +1,83 @@
-"""Test code only: run the AsyncMongoClient-based store on mongomock, and open real-server stores.
+"""Test code only: started Mongo stores, on mongomock (tests/mongomock_adapter.py, with the emulator shims of
+tests/mongo_shims.py) or on the real server at MONGODB_URI.
 
-mongomock is synchronous and imitates pymongo's blocking API, so a thin async adapter exposes the few
-AsyncMongoClient/AsyncCollection methods the store calls. Where mongomock lacks something MongoDB certainly
-does, this module emulates the server's documented behaviour (each shim is listed in docs/mongo.md):
-
-1. Decimal128 as a number: MongoDB compares, sums, subtracts, multiplies, truncates and floors Decimal128
-   values numerically; mongomock cannot order or multiply them. Values are wrapped in `NumericDecimal128`
-   (still a Decimal128) as they enter mongomock, and every result is rounded exactly as a server rounds it
-   (IEEE 754-2008 decimal128: 34 significant digits, half-even, exponents clamped to [-6176, 6111]), never
-   computed with Python's wider precision: the emulator fails wherever a server would round.
-2. $min/$max accumulators compare with BSON order (embedded documents field by field), as MongoDB does;
-   mongomock uses Python's `min`/`max`, which cannot compare dicts.
-3. $toDecimal of a double rounds to 15 significant digits (MongoDB's Decimal128(double)); mongomock
-   quantizes to 14 decimal places.
-4. $strLenCP (code points of a string), missing from mongomock.
-5. $unionWith (MongoDB 4.4+): the sub-pipeline's results on the other collection follow the input's.
-6. bulk_write([ReplaceOne(..., upsert=True)]): mongomock 4.3 breaks on pymongo >= 4.11's `sort` argument
-   (mongomock issue 912), so the adapter applies the replacements itself.
-7. Unique indexes: mongomock checks them by scanning the collection on every insert (quadratic time), so the
-   adapter enforces them itself, once per bulk call, reporting duplicates as MongoDB does (E11000 write errors
-   of an unordered insert_many; the other documents are inserted).
+The real-server suite works inside the database the environment names (MONGODB_DATABASE, else the URI's
+database, else "wadm_test"), since a managed user may own one database only: every store there gets
+collections of its own (a unique prefix), dropped afterwards, so runs share that database safely.
 """
 
 from __future__ import annotations
 
-import decimal
-import numbers
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-import mongomock
 import pytest
-from bson import Decimal128, ObjectId
-from mongomock import aggregate as mongomock_aggregate
-from mongomock import filtering as mongomock_filtering
-from mongomock import helpers as mongomock_helpers
-from pymongo import AsyncMongoClient, IndexModel, ReplaceOne, monitoring
-from pymongo.errors import BulkWriteError
+from pymongo import AsyncMongoClient, monitoring
+from pymongo.uri_parser import parse_uri
 
-from wadm_grpc.stores.mongo import MongoTradeStore
+from tests.mongo_shims import DECIMAL128_ARITHMETIC, NumericDecimal128
+from tests.mongomock_adapter import AsyncMongomockClient, Command
+from wadm_grpc.stores.mongo import CollectionNames, MongoTradeStore
+
+__all__ = ["DECIMAL128_ARITHMETIC", "Command", "NumericDecimal128"]
 
 MONGODB_URI = os.environ.get("MONGODB_URI", "")
 NO_SERVER = "MONGODB_URI is not set: no real MongoDB server to run the Mongo store against (make test-mongo)"
-# IEEE 754-2008 decimal128, as MongoDB computes: inexact results are rounded silently, never trapped.
-DECIMAL128_ARITHMETIC = decimal.Context(
-    prec=34, rounding=decimal.ROUND_HALF_EVEN, Emax=6144, Emin=-6143, clamp=1, traps=[decimal.InvalidOperation]
-)
 
 
-class NumericDecimal128(Decimal128):
-    """A Decimal128 that orders and computes like MongoDB's (shim 1)."""
-
-    __slots__ = ("_decimal",)
-
-    def __init__(self, value: Any) -> None:
-        super().__init__(value)
-        self._decimal = value if isinstance(value, Decimal) else self.to_decimal()
-
-    def _value(self) -> Decimal:
-        try:
-            return self._decimal
-        except AttributeError:  # copies (deepcopy, pickle) restore only the Decimal128 state
-            self._decimal = self.to_decimal()
-            return self._decimal
-
-    @staticmethod
-    def _other(other: object) -> Decimal | None:
-        if isinstance(other, Decimal128):
-            return other.to_decimal()
-        if isinstance(other, bool):
-            return None
-        if isinstance(other, int):
-            return Decimal(other)
-        if isinstance(other, float):
-            return _from_double(other)
-        return None
-
-    def _compare(self, other: object, test: Callable[[Decimal, Decimal], bool]) -> bool:
-        value = self._other(other)
-        if value is None:
-            return NotImplemented
-        return test(self._value(), value)
-
-    def __lt__(self, other: object) -> bool:
-        return self._compare(other, Decimal.__lt__)
-
-    def __le__(self, other: object) -> bool:
-        return self._compare(other, Decimal.__le__)
-
-    def __gt__(self, other: object) -> bool:
-        return self._compare(other, Decimal.__gt__)
-
-    def __ge__(self, other: object) -> bool:
-        return self._compare(other, Decimal.__ge__)
-
-    def __eq__(self, other: object) -> bool:
-        return self._compare(other, Decimal.__eq__)
-
-    def __ne__(self, other: object) -> bool:
-        return self._compare(other, Decimal.__ne__)
-
-    def __hash__(self) -> int:
-        return hash(self._value())
-
-    def __add__(self, other: object) -> NumericDecimal128:
-        value = self._other(other)
-        if value is None:
-            return NotImplemented
-        return NumericDecimal128(DECIMAL128_ARITHMETIC.add(self._value(), value))
-
-    __radd__ = __add__
-
-    def __mul__(self, other: object) -> NumericDecimal128:
-        value = self._other(other)
-        if value is None:
-            return NotImplemented
-        return NumericDecimal128(DECIMAL128_ARITHMETIC.multiply(self._value(), value))
-
-    __rmul__ = __mul__
-
-    def __sub__(self, other: object) -> NumericDecimal128:
-        value = self._other(other)
-        if value is None:
-            return NotImplemented
-        return NumericDecimal128(DECIMAL128_ARITHMETIC.subtract(self._value(), value))
-
-    def __rsub__(self, other: object) -> NumericDecimal128:
-        value = self._other(other)
-        if value is None:
-            return NotImplemented
-        return NumericDecimal128(DECIMAL128_ARITHMETIC.subtract(value, self._value()))
-
-    def __trunc__(self) -> NumericDecimal128:
-        return NumericDecimal128(self._value().to_integral_value(rounding=decimal.ROUND_DOWN))
-
-    def __floor__(self) -> NumericDecimal128:
-        # Without it, mongomock's $floor (math.floor) would go through float and lose digits.
-        return NumericDecimal128(self._value().to_integral_value(rounding=decimal.ROUND_FLOOR))
-
-    def __float__(self) -> float:
-        return float(self._value())
-
-
-numbers.Number.register(NumericDecimal128)
-
-
-def _from_double(value: float) -> Decimal:
-    """MongoDB's Decimal128(double): rounded half-even to 15 significant digits, trailing zeros kept."""
-    return Decimal(format(value, ".14e"))
-
-
-def numeric(value: Any) -> Any:
-    """`value` with every Decimal128 inside made a NumericDecimal128."""
-    if isinstance(value, Decimal128) and not isinstance(value, NumericDecimal128):
-        return NumericDecimal128(value.to_decimal())
-    if isinstance(value, dict):
-        return {key: numeric(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [numeric(item) for item in value]
-    return value
-
-
-# -- shims 2-5: patched into mongomock once ---------------------------------------------------------------
-
-
-def _bson_extreme(pick: Callable[..., Any]) -> Callable[[list[Any]], Any]:
-    def accumulate(values: list[Any]) -> Any:
-        present = [v for v in values if v is not None]
-        return pick(present, key=mongomock_filtering.BsonComparable) if present else None
-
-    return accumulate
-
-
-def _sum(values: list[Any]) -> Any:
-    """$sum as MongoDB computes it: numbers only; decimal (34 digits) as soon as one value is a decimal."""
-    numbers_only = [v for v in values if isinstance(v, numbers.Number) and not isinstance(v, bool)]
-    if not any(isinstance(v, Decimal128) for v in numbers_only):
-        return sum(numbers_only)
-    total = Decimal(0)
-    for value in numbers_only:
-        total = DECIMAL128_ARITHMETIC.add(total, NumericDecimal128._other(value))
-    return NumericDecimal128(total)
-
-
-_to_decimal_original = mongomock_aggregate._Parser._handle_type_convertion_operator
-_string_original = mongomock_aggregate._Parser._handle_string_operator
-
-
-def _type_conversion(self: Any, operator: str, values: Any) -> Any:
-    if operator == "$toDecimal":
-        try:
-            value = self.parse(values)
-        except KeyError:
-            return None
-        if value is None:
-            return None
-        if isinstance(value, float):
-            return NumericDecimal128(_from_double(value))
-        if isinstance(value, Decimal128):
-            return numeric(value)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return NumericDecimal128(Decimal(value))
-    return _to_decimal_original(self, operator, values)
-
-
-def _string(self: Any, operator: str, values: Any) -> Any:
-    if operator == "$strLenCP":
-        return len(self.parse(values))
-    return _string_original(self, operator, values)
-
-
-def _union_with(in_collection: list[Any], database: Any, options: Any) -> list[Any]:
-    other = database.get_collection(options["coll"])
-    joined = mongomock_aggregate.process_pipeline(_stored(other), database, options.get("pipeline", []), None)
-    return [*in_collection, *joined]
-
-
-def _stored(collection: mongomock.Collection) -> list[Any]:
-    """The stored documents themselves (dates naive UTC), without find()'s deep copies (speed only: pipeline
-    stages copy what they change)."""
-    return list(collection._store.documents)
-
-
-def _candidates(collection: mongomock.Collection, pipeline: list[Any]) -> list[Any]:
-    """The documents a leading {$or: [{symbol, exchange, ...}, ...]} $match can accept, as an index on
-    (symbol, exchange) would find them (speed only: the $match still runs on each)."""
-    documents = _stored(collection)
-    match = pipeline[0].get("$match", {}) if pipeline else {}
-    clauses = match.get("$or") if list(match) == ["$or"] else None
-    if clauses and all(isinstance(c.get("symbol"), str) and isinstance(c.get("exchange"), str) for c in clauses):
-        markets = {(c["symbol"], c["exchange"]) for c in clauses}
-        return [d for d in documents if (d.get("symbol"), d.get("exchange")) in markets]
-    return documents
-
-
-mongomock_aggregate._GROUPING_OPERATOR_MAP["$sum"] = _sum
-mongomock_aggregate._GROUPING_OPERATOR_MAP["$max"] = _bson_extreme(max)
-mongomock_aggregate._GROUPING_OPERATOR_MAP["$min"] = _bson_extreme(min)
-mongomock_aggregate._Parser._handle_type_convertion_operator = _type_conversion
-mongomock_aggregate._Parser._handle_string_operator = _string
-mongomock_aggregate._PIPELINE_HANDLERS["$unionWith"] = _union_with
-
-
-# -- the async adapter ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Command:
-    """A command the store sent, as the server received it (name, collection, pipeline if an aggregate)."""
-
-    name: str
-    collection: str
-    pipeline: list[Any] | None = None
-
-    @property
-    def stages(self) -> list[str]:
-        """The aggregate's stage names, sub-pipelines ($unionWith) included."""
-        names: list[str] = []
-        for stage in self.pipeline or []:
-            (name, options), *_ = stage.items()
-            names.append(name)
-            if name == "$unionWith":
-                names += Command(self.name, options["coll"], options.get("pipeline", [])).stages
-        return names
-
-
-class _Cursor:
-    def __init__(self, documents: list[Any]) -> None:
-        self._documents = documents
-
-    async def to_list(self, length: int | None) -> list[Any]:
-        return self._documents if length is None else self._documents[:length]
-
-
-class AsyncMongomockCollection:
-    """The AsyncCollection methods the store and tests use, over a mongomock collection."""
-
-    def __init__(self, collection: mongomock.Collection, log: list[Command]) -> None:
-        self.sync = collection
-        self.unique: list[tuple[str, ...]] = []  # shim 7
-        self._log = log
-
-    def _sent(self, name: str, pipeline: list[Any] | None = None) -> None:
-        self._log.append(Command(name, self.sync.name, pipeline))
-
-    async def create_indexes(self, indexes: list[IndexModel]) -> list[str]:
-        self._sent("createIndexes")
-        names = []
-        for index in indexes:
-            spec = index.document
-            keys = list(spec["key"].items())
-            if spec.get("unique"):
-                fields = tuple(name for name, _ in keys)
-                if fields not in self.unique:
-                    self.unique.append(fields)
-                names.append("_".join(f"{name}_1" for name in fields))
-            else:
-                names.append(self.sync.create_index(keys))
-        return names
-
-    def _keys(self, fields: tuple[str, ...]) -> dict[tuple[Any, ...], Any]:
-        return {tuple(d.get(f) for f in fields): d["_id"] for d in _stored(self.sync)}
-
-    async def aggregate(self, pipeline: list[Any], **unused: Any) -> _Cursor:
-        self._sent("aggregate", pipeline)
-        naive = mongomock_helpers.patch_datetime_awareness_in_document(numeric(pipeline))
-        rows = mongomock_aggregate.process_pipeline(_candidates(self.sync, naive), self.sync.database, naive, None)
-        return _Cursor([mongomock_helpers.make_datetime_timezone_aware_in_document(row) for row in rows])
-
-    async def insert_many(self, documents: list[Any], ordered: bool = True) -> None:
-        self._sent("insert")
-        taken = [set(self._keys(fields)) for fields in self.unique]
-        accepted, errors = [], []
-        for index, document in enumerate(documents):
-            keys = [tuple(document.get(f) for f in fields) for fields in self.unique]
-            if any(key in seen for key, seen in zip(keys, taken, strict=True)):
-                errors.append({"index": index, "code": 11000, "errmsg": "E11000 duplicate key error", "op": document})
-                if ordered:
-                    break
-                continue
-            for key, seen in zip(keys, taken, strict=True):
-                seen.add(key)
-            accepted.append(numeric(document))
-        if accepted:
-            self.sync.insert_many(accepted)
-        if errors:
-            raise BulkWriteError({"writeErrors": errors, "nInserted": len(accepted)})
-
-    async def insert_one(self, document: Any) -> None:
-        await self.insert_many([document])
-
-    async def bulk_write(self, requests: list[ReplaceOne[Any]], ordered: bool = True) -> None:
-        self._sent("update")  # what MongoDB receives for replacements
-        fields = tuple(requests[0]._filter)
-        assert fields in self.unique, "replacements are keyed by a unique index"
-        existing = self._keys(fields)
-        replaced = {}
-        for request in requests:  # shim 6
-            assert isinstance(request, ReplaceOne) and request._upsert and tuple(request._filter) == fields
-            key = tuple(request._filter[f] for f in fields)
-            replaced[key] = {**numeric(request._doc), "_id": existing.get(key, ObjectId())}
-        old = [existing[key] for key in replaced if key in existing]
-        if old:
-            self.sync.delete_many({"_id": {"$in": old}})
-        self.sync.insert_many(list(replaced.values()))
-
-    async def count_documents(self, query: Any) -> int:
-        self._sent("aggregate", [{"$match": query}, {"$group": {"_id": 1, "n": {"$sum": 1}}}])
-        return int(self.sync.count_documents(numeric(query)))
-
-    async def find_one(self, query: Any) -> Any:
-        self._sent("find")
-        return self.sync.find_one(numeric(query))
-
-    async def delete_many(self, query: Any) -> Any:
-        self._sent("delete")
-        return self.sync.delete_many(numeric(query))
-
-    async def update_one(self, query: Any, update: Any, upsert: bool = False) -> None:
-        self._sent("update")
-        self.sync.update_one(numeric(query), numeric(update), upsert=upsert)
-
-    def find(self, query: Any | None = None) -> _Cursor:
-        """A cursor over the matching documents (sorted by _id)."""
-        return _Cursor(list(self.sync.find(numeric(query or {})).sort("_id", 1)))
-
-
-class AsyncMongomockDatabase:
-    def __init__(self, database: mongomock.Database, log: list[Command]) -> None:
-        self._database = database
-        self._log = log
-        self._collections: dict[str, AsyncMongomockCollection] = {}
-
-    @property
-    def name(self) -> str:
-        return str(self._database.name)
-
-    def __getitem__(self, name: str) -> AsyncMongomockCollection:
-        if name not in self._collections:
-            self._collections[name] = AsyncMongomockCollection(self._database[name], self._log)
-        return self._collections[name]
-
-
-class AsyncMongomockClient:
-    """What MongoTradeStore needs of an AsyncMongoClient, on mongomock; `log` records every command."""
-
-    def __init__(self) -> None:
-        self._client = mongomock.MongoClient(tz_aware=True)
-        self._databases: dict[str, AsyncMongomockDatabase] = {}
-        self.log: list[Command] = []
-
-    def __getitem__(self, name: str) -> AsyncMongomockDatabase:
-        if name not in self._databases:
-            self._databases[name] = AsyncMongomockDatabase(self._client[name], self.log)
-        return self._databases[name]
-
-    async def close(self) -> None:
-        self._client.close()
+def server_database() -> str:
+    """The one database the real-server suite works in (see the module docstring)."""
+    named = os.environ.get("MONGODB_DATABASE") or (parse_uri(MONGODB_URI).get("database") if MONGODB_URI else None)
+    return named or "wadm_test"
+
+
+def prefixed_names(prefix: str) -> CollectionNames:
+    """The store's collections under `prefix` (the collectors' `trades` too)."""
+    defaults = CollectionNames()
+    return CollectionNames(
+        trades=f"{prefix}trades",
+        rollups=f"{prefix}{defaults.rollups}",
+        markets=f"{prefix}{defaults.markets}",
+        state=f"{prefix}{defaults.state}",
+        dirty=f"{prefix}{defaults.dirty}",
+    )
 
 
 class _Listener(monitoring.CommandListener):
-    """Records the commands a real client sends to one database."""
+    """Records the commands a real client sends to one prefix's collections."""
 
-    def __init__(self, database: str, log: list[Command]) -> None:
+    def __init__(self, database: str, prefix: str, log: list[Command]) -> None:
         self._database = database
+        self._prefix = prefix
         self._log = log
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.database_name == self._database:
+        target = str(event.command.get(event.command_name))
+        if event.database_name == self._database and target.startswith(self._prefix):
             command = event.command
             pipeline = command.get("pipeline") if event.command_name == "aggregate" else None
-            self._log.append(Command(event.command_name, str(command.get(event.command_name)), pipeline))
+            self._log.append(Command(event.command_name, target.removeprefix(self._prefix), pipeline))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+
+class PrefixedDatabase:
+    """The shared database as tests use it: `db["trades"]` is this run's prefixed collection."""
+
+    def __init__(self, database: Any, prefix: str) -> None:
+        self._database = database
+        self._prefix = prefix
+
+    def __getitem__(self, name: str) -> Any:
+        return self._database[name if name.startswith(self._prefix) else f"{self._prefix}{name}"]
 
 
 @dataclass
@@ -438,42 +94,75 @@ class Harness:
 
 
 TEST_OPTIONS: dict[str, Any] = {"rescan_seconds": 0, "refresh_interval_seconds": None}
+# Opens another started store on the same database (several processes' stores): options -> store.
+OpenStore = Callable[..., Awaitable[MongoTradeStore]]
 
 
 @asynccontextmanager
-async def mongomock_store(**options: Any) -> AsyncIterator[Harness]:
-    """A started store on a fresh mongomock client."""
+async def mongomock_database() -> AsyncIterator[tuple[Any, list[Command], OpenStore]]:
+    """A fresh mongomock database, its command log, and an opener of started stores on it."""
     client = AsyncMongomockClient()
-    store = MongoTradeStore(client, database="wadm", **(TEST_OPTIONS | options))  # type: ignore[arg-type]
-    await store.start()
-    try:
-        yield Harness(store, client["wadm"], client.log)
-    finally:
-        await store.close()
+    async with AsyncExitStack() as stores:
+
+        async def open_store(**options: Any) -> MongoTradeStore:
+            store = MongoTradeStore(client, database="wadm", close_client=False, **(TEST_OPTIONS | options))  # type: ignore[arg-type]
+            await store.start()
+            stores.push_async_callback(store.close)
+            return store
+
+        yield client["wadm"], client.log, open_store
 
 
 @asynccontextmanager
-async def mongodb_store(**options: Any) -> AsyncIterator[Harness]:
-    """A started store on the real server at MONGODB_URI, in a database of its own, dropped afterwards."""
+async def mongodb_database() -> AsyncIterator[tuple[Any, list[Command], OpenStore]]:
+    """Collections of their own in the real server's test database, dropped afterwards; an opener of started
+    stores on them (each on its own client, as separate processes would be)."""
     if not MONGODB_URI:
         pytest.skip(NO_SERVER)
-    name = f"wadm_test_{uuid.uuid4().hex[:16]}"
+    name, prefix = server_database(), f"t{uuid.uuid4().hex[:12]}_"
+    names = prefixed_names(prefix)
     log: list[Command] = []
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        MONGODB_URI, tz_aware=True, event_listeners=[_Listener(name, log)]
+    admin: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        MONGODB_URI, tz_aware=True, event_listeners=[_Listener(name, prefix, log)]
     )
-    store = MongoTradeStore(client, database=name, close_client=False, **(TEST_OPTIONS | options))
     try:
-        await store.start()
-        yield Harness(store, client[name], log)
+        async with AsyncExitStack() as stores:
+
+            async def open_store(**options: Any) -> MongoTradeStore:
+                client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+                    MONGODB_URI, tz_aware=True, event_listeners=[_Listener(name, prefix, log)]
+                )
+                store = MongoTradeStore(client, database=name, collections=names, **(TEST_OPTIONS | options))
+                stores.push_async_callback(store.close)
+                await store.start()
+                return store
+
+            yield PrefixedDatabase(admin[name], prefix), log, open_store
     finally:
-        await store.close()
-        await client.drop_database(name)
-        await client.close()
+        for collection in (names.trades, names.rollups, names.markets, names.state, names.dirty):
+            await admin[name].drop_collection(collection)
+        await admin.close()
 
 
+def _store_in(database: Callable[[], Any]) -> Callable[..., Any]:
+    @asynccontextmanager
+    async def opened(**options: Any) -> AsyncIterator[Harness]:
+        async with database() as (db, log, open_store):
+            store = await open_store(**options)
+            await store.caught_up()
+            yield Harness(store, db, log)
+
+    return opened
+
+
+mongomock_store = _store_in(mongomock_database)
+mongodb_store = _store_in(mongodb_database)
 REAL_SERVER = [pytest.mark.mongo_real, pytest.mark.skipif(not MONGODB_URI, reason=NO_SERVER)]
 HARNESSES = [
     pytest.param(mongomock_store, id="mongomock"),
     pytest.param(mongodb_store, id="mongodb", marks=REAL_SERVER),
+]
+DATABASES = [
+    pytest.param(mongomock_database, id="mongomock"),
+    pytest.param(mongodb_database, id="mongodb", marks=REAL_SERVER),
 ]

@@ -175,10 +175,11 @@ async def test_rerunning_the_refresh_changes_nothing(mongo: Harness) -> None:
     report = await mongo.store.refresh_rollups()
 
     assert report.scanned_trades == 0
-    assert mongo.store.round_trips - trips == 2
+    assert mongo.store.round_trips - trips == 4
     sent = mongo.sent_since(mark)
-    assert [c.name for c in sent] == ["find", "aggregate"]  # the watermark, then the scan: nothing written
-    assert aggregates_of(sent) == [("trades", ["$match", "$sort", "$limit", "$project", "$group"])]
+    # the lease renewal, the dirty marks, the watermark, then the scan: nothing written
+    assert [c.name for c in sent] == ["findAndModify", "aggregate", "find", "aggregate"]
+    assert aggregates_of(sent)[1:] == [("trades", ["$match", "$sort", "$limit", "$project", "$group"])]
     assert await snapshot(mongo) == before
 
 
@@ -210,11 +211,13 @@ async def test_a_late_collector_trade_updates_its_buckets(mongo: Harness) -> Non
     assert report.scanned_trades == 1
     assert report.written == {"1m": 1, "1h": 1, "1d": 1, "markets": 1}
     sent = mongo.sent_since(mark)
-    # insert, watermark, scan, then per tier: recompute (server) + upsert, markets likewise, new watermark.
-    assert mongo.store.round_trips - trips == 11
+    # lease renewal, dirty marks, watermark, scan, then per tier: recompute (server) + upsert, markets
+    # likewise, new watermark.
+    assert mongo.store.round_trips - trips == 13
     assert aggregates_of(sent) == [
+        ("trade_rollup_dirty", ["$match", "$limit"]),
         ("trades", ["$match", "$sort", "$limit", "$project", "$group"]),
-        ("trades", ["$match", "$group"]),
+        ("trades", ["$match", "$set", "$set", "$group"]),
         ("trade_rollups", ["$match", "$addFields", "$group"]),
         ("trade_rollups", ["$match", "$addFields", "$group"]),
         ("trade_rollups", ["$match", "$group"]),
@@ -251,7 +254,9 @@ async def test_reads_are_pipelines_the_server_runs(mongo: Harness) -> None:
 
     assert sent == {
         "candles": [("trade_rollups", ["$match", "$sort", "$limit", "$addFields", "$group", "$sort", "$limit"])],
-        "stats": [("trades", ["$match", "$match", "$group", "$addFields", "$unionWith", "$match", "$group"])],
+        "stats": [
+            ("trades", ["$match", "$set", "$set", "$match", "$group", "$addFields", "$unionWith", "$match", "$group"])
+        ],
         "page": [
             ("trades", ["$match", "$sort", "$project", "$match", "$limit", "$group"]),
             ("trades", ["$match", "$project", "$match", "$sort", "$limit"]),

@@ -67,6 +67,14 @@ def decimal_of(value: object) -> Decimal:
     raise TypeError(f"not a number: {value!r}")
 
 
+def trade_id_of(value: object) -> str:
+    """A stored trade id as text: JavaScript collectors write integer ids as doubles (123456789.0 -> "123456789"),
+    as the pipelines' TRADE_ID converts them ($toLong before $toString)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def computed_decimal(value: object, scale: int) -> Decimal:
     """A decimal the server computed (a sum of values with at most `scale` decimals), refused if it may have
     been rounded.
@@ -129,12 +137,12 @@ def trade_of(document: Mapping[str, Any], symbol: str) -> Trade:
     """A trade from a page row (see pipelines.trade_page): ours or a collector's."""
     key = document["key"]
     return Trade(
-        exchange=document["exchange"],
+        exchange=str(document["exchange"]).lower(),
         symbol=symbol,
         trade_id=key["i"],
         price=decimal_of(document["price"]),
         quantity=decimal_of(document["quantity"]),
-        side=Side(document["side"]),
+        side=Side(str(document["side"]).lower()),
         time_us=int(key["t"]),
     )
 

@@ -12,7 +12,10 @@ from collections.abc import Sequence
 from wadm_grpc.domain.timeframe import MINUTE_US, Rollup
 from wadm_grpc.stores.mongo.documents import Document, datetime_of_us
 from wadm_grpc.stores.mongo.rows import (
+    EXCHANGE,
+    NORMALISED,
     ROW_ACCUMULATORS,
+    SYMBOL,
     TIME_US,
     TRADE_ACCUMULATORS,
     TRADE_ID,
@@ -41,10 +44,24 @@ def _in(values: Sequence[str]) -> Document:
     return {"$in": list(values)}
 
 
-def _markets(symbols: Sequence[str], exchanges: Sequence[str]) -> Document:
-    match: Document = {"symbol": symbols[0] if len(symbols) == 1 else _in(symbols)}
+def spellings(value: str) -> list[str]:
+    """How collectors may spell a market's symbol or exchange: as given, lowercase, uppercase, capitalised
+    ("bybit", "BYBIT", "Bybit"). Trade documents are matched on these (index bounds, one per spelling) and
+    normalised before grouping; other mixed spellings ("EthUsdt") are not found (docs/mongo.md)."""
+    return sorted({value, value.lower(), value.upper(), value.capitalize()})
+
+
+def _markets(symbols: Sequence[str], exchanges: Sequence[str], *, spelled: bool = False) -> Document:
+    """Match on markets: our collections hold the normal spelling; the trades collection (`spelled`) holds
+    the collectors'."""
+
+    def variants(values: Sequence[str]) -> list[str]:
+        return sorted({v for value in values for v in spellings(value)}) if spelled else list(values)
+
+    names = variants(symbols)
+    match: Document = {"symbol": names[0] if len(names) == 1 else _in(names)}
     if exchanges:
-        match["exchange"] = _in(exchanges)
+        match["exchange"] = _in(variants(exchanges))
     return match
 
 
@@ -64,7 +81,7 @@ def scan_new_trades(since: object | None, batch: int) -> Pipeline:
         {"$match": {} if since is None else {"_id": {"$gt": since}}},
         {"$sort": {"_id": 1}},
         {"$limit": batch},
-        {"$project": {"symbol": 1, "exchange": 1, "bucket": _bucket(TIME_US, MINUTE_US)}},
+        {"$project": {"symbol": SYMBOL, "exchange": EXCHANGE, "bucket": _bucket(TIME_US, MINUTE_US)}},
         {"$group": {"_id": _BY_MARKET_BUCKET, "last_id": {"$max": "$_id"}, "trades": {"$sum": 1}}},
     ]
 
@@ -73,12 +90,12 @@ def minute_rollups(ranges: Sequence[Range]) -> Pipeline:
     """1m rows of the trades in `ranges` (runs on the trades collection)."""
     match = {
         "$or": [
-            {"symbol": symbol, "exchange": exchange, "timestamp": _ms_range(low, high)}
+            {**_markets([symbol], [exchange], spelled=True), "timestamp": _ms_range(low, high)}
             for symbol, exchange, low, high in ranges
         ]
     }
-    by_minute = {"symbol": "$symbol", "exchange": "$exchange", "bucket": _bucket(TIME_US, MINUTE_US)}
-    return [{"$match": match}, {"$group": {"_id": by_minute, **TRADE_ACCUMULATORS}}]
+    by_minute = {"symbol": "$symbol", "exchange": "$exchange", "bucket": _bucket("$time_us", MINUTE_US)}
+    return [{"$match": match}, *NORMALISED, {"$group": {"_id": by_minute, **TRADE_ACCUMULATORS}}]
 
 
 def tier_rollups(tier: Rollup, source: Rollup, ranges: Sequence[Range]) -> Pipeline:
@@ -166,10 +183,12 @@ def window_stats(
     ONE aggregation on the trades collection ($unionWith brings in the rollups)."""
     markets = _markets(symbols, exchanges)
     if raw:
-        trades_match = {"$or": [{**markets, "timestamp": _ms_range(low, high)} for low, high in raw]}
-        exact = {"$or": [{"$and": [{"$gte": [TIME_US, low]}, {"$lt": [TIME_US, high]}]} for low, high in raw]}
+        spelled = _markets(symbols, exchanges, spelled=True)
+        trades_match = {"$or": [{**spelled, "timestamp": _ms_range(low, high)} for low, high in raw]}
+        exact = {"$or": [{"$and": [{"$gte": ["$time_us", low]}, {"$lt": ["$time_us", high]}]} for low, high in raw]}
         pipeline: Pipeline = [
             {"$match": trades_match},
+            *NORMALISED,
             {"$match": {"$expr": exact}},
             # The edge trades of each market as one bucket row, the shape of the rollups joined below.
             {"$group": {"_id": _BY_MARKET, **TRADE_ACCUMULATORS}},
@@ -203,7 +222,7 @@ def symbols(exchanges: Sequence[str]) -> Pipeline:
     ]
 
 
-_PAGE_KEY: Document = {"t": TIME_US, "e": "$exchange", "l": TRADE_ID_LENGTH, "i": TRADE_ID}
+_PAGE_KEY: Document = {"t": TIME_US, "e": EXCHANGE, "l": TRADE_ID_LENGTH, "i": TRADE_ID}
 _NEWEST_FIRST: Document = {"key.t": -1, "key.e": -1, "key.l": -1, "key.i": -1}
 
 
@@ -211,7 +230,7 @@ def _page_filters(
     symbol: str, exchanges: Sequence[str], low_us: int | None, high_us: int | None, after: Document | None
 ) -> tuple[Document, Document]:
     """(index-friendly match on dates, exact match on the computed key) of a page's candidate trades."""
-    match = _markets([symbol], exchanges)
+    match = _markets([symbol], exchanges, spelled=True)
     dates: Document = {}
     exact: Document = {}
     if low_us is not None:

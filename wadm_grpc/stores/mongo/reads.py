@@ -10,7 +10,7 @@ from wadm_grpc.domain.timeframe import window_pieces
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.ports import CandleQuery, TradeQuery
 from wadm_grpc.stores.mongo import pipelines
-from wadm_grpc.stores.mongo.commands import Commands
+from wadm_grpc.stores.mongo.commands import BY_ROLLUP_KEY, BY_SYMBOL_TIME, Commands
 from wadm_grpc.stores.mongo.documents import Document, aggregate_of, decimal_of, trade_of, us_of_datetime
 
 
@@ -37,7 +37,7 @@ async def candles(db: Commands, query: CandleQuery) -> list[tuple[int, Aggregate
         rows_per_candle=size // tier.micros * exchanges,
         newest_first=query.newest_first,
     )
-    rows = await db.aggregate("rollups", pipeline, batch_size=query.limit + 1)
+    rows = await db.aggregate("rollups", pipeline, batch_size=query.limit + 1, hint=BY_ROLLUP_KEY)
     return sorted((int(row["_id"]), aggregate_of(row)) for row in rows)
 
 
@@ -90,12 +90,16 @@ async def trades(db: Commands, query: TradeQuery) -> list[Trade]:
         high = cursor.time_us if high is None else min(high, cursor.time_us)
         after = {"t": cursor.time_us, "e": cursor.exchange, "l": len(cursor.trade_id), "i": cursor.trade_id}
     args = (query.symbol, query.exchanges)
-    reach = await db.aggregate("trades", pipelines.page_reach(*args, query.start_us, high, after, query.limit))
+    reach_pipeline = pipelines.page_reach(*args, query.start_us, high, after, query.limit)
+    reach = await db.aggregate("trades", reach_pipeline, hint=BY_SYMBOL_TIME)
     if not reach or not reach[0]["trades"]:  # MongoDB groups no input into no row; mongomock into a zero row
         return []
     oldest_us = us_of_datetime(reach[0]["oldest"])
     low = oldest_us if query.start_us is None else max(query.start_us, oldest_us)
     rows = await db.aggregate(
-        "trades", pipelines.trade_page(*args, low, high, after, query.limit), batch_size=query.limit + 1
+        "trades",
+        pipelines.trade_page(*args, low, high, after, query.limit),
+        batch_size=query.limit + 1,
+        hint=BY_SYMBOL_TIME,
     )
     return [trade_of(row, query.symbol) for row in rows]

@@ -26,11 +26,11 @@ def format_key(db: Commands) -> dict[str, str]:
     return {"_id": f"{db.names.trades}:rollup_format"}
 
 
-async def rebuild_old_rollups(db: Commands, batch: int) -> RefreshReport | None:
+async def rebuild_old_rollups(db: Commands, batch: int, generation: int) -> RefreshReport | None:
     """Bring the rollups to ROLLUP_FORMAT; the rebuild's report, or None when there was nothing to rebuild.
 
-    Run it before anything reads or writes rollups (store.start), in one process at a time: other processes
-    still running an older version would keep writing old documents.
+    Run it as the rollup leader (lease `generation`) before it writes rollups; other processes still running
+    an older version would keep writing old documents.
     """
     key = format_key(db)
     state = await db.find_one("state", key)
@@ -52,7 +52,7 @@ async def rebuild_old_rollups(db: Commands, batch: int) -> RefreshReport | None:
         await db.update_one("state", key, {"$max": {"rebuild_last_id": last_id}})
 
     since = state.get("rebuild_last_id") if state else None
-    report = await scan_and_refresh(db, since, batch, save_progress)
+    report = await scan_and_refresh(db, since, batch, save_progress, generation)
     await db.update_one(
         "state", key, {"$set": {"version": ROLLUP_FORMAT}, "$unset": {"rebuilding": "", "rebuild_last_id": ""}}
     )

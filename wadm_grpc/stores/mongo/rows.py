@@ -31,11 +31,19 @@ Expression = Any
 
 # Collector documents only have the millisecond BSON date.
 TIME_US: Expression = {"$ifNull": ["$time_us", {"$multiply": [{"$subtract": ["$timestamp", EPOCH]}, 1_000]}]}
-# Doubles become 15-significant-digit decimals, exact for any price written from a decimal of <= 15 digits.
-PRICE: Expression = {"$toDecimal": "$price"}
-QUANTITY: Expression = {"$toDecimal": "$quantity"}
-TRADE_ID: Expression = {"$toString": "$trade_id"}
+# JavaScript collectors write integer ids as doubles, which a server's $toString writes as %g ("1.23457e+08").
+TRADE_ID: Expression = {
+    "$cond": [
+        {"$eq": [{"$type": "$trade_id"}, "double"]},
+        {"$toString": {"$toLong": "$trade_id"}},
+        {"$toString": "$trade_id"},
+    ]
+}
 TRADE_ID_LENGTH: Expression = {"$strLenCP": TRADE_ID}
+# Collectors' spelling of the market and side: exchange and side lowercase, symbol uppercase, in every path
+# (the live feed's documents.collector_trade too).
+EXCHANGE: Expression = {"$toLower": "$exchange"}
+SYMBOL: Expression = {"$toUpper": "$symbol"}
 
 
 def _scale(decimal: Expression) -> Expression:
@@ -47,13 +55,37 @@ def _scale(decimal: Expression) -> Expression:
     return {"$add": terms}
 
 
-QUOTE: Expression = {"$ifNull": ["$quote", {"$multiply": [PRICE, QUANTITY]}]}
+# A trade document as every accumulator reads it, computed once per document before $group: decimals
+# ($toDecimal of a collector's double: 15 significant digits, exact for any price written from a decimal of
+# <= 15 digits), the microsecond time, the id as text, the spelling normalised; then (a second stage, which
+# reads the first's fields) the scales as written ("61800.30" -> 2) or the value's own, and the quote.
+NORMALISED: list[Document] = [
+    {
+        "$set": {
+            "exchange": EXCHANGE,
+            "symbol": SYMBOL,
+            "side": {"$toLower": "$side"},
+            "price": {"$toDecimal": "$price"},
+            "quantity": {"$toDecimal": "$quantity"},
+            "time_us": TIME_US,
+            "trade_id": TRADE_ID,
+        }
+    },
+    {
+        "$set": {
+            "price_scale": {"$ifNull": ["$price_scale", _scale("$price")]},
+            "quantity_scale": {"$ifNull": ["$quantity_scale", _scale("$quantity")]},
+            "quote": {"$ifNull": ["$quote", {"$multiply": ["$price", "$quantity"]}]},
+            "id_length": {"$strLenCP": "$trade_id"},
+        }
+    },
+]
+PRICE: Expression = "$price"
+QUANTITY: Expression = "$quantity"
+QUOTE: Expression = "$quote"
 IS_BUY: Expression = {"$eq": ["$side", "buy"]}
-# Our documents carry the scale as written ("61800.30" -> 2); otherwise the value's own.
-PRICE_SCALE: Expression = {"$ifNull": ["$price_scale", _scale(PRICE)]}
-QUANTITY_SCALE: Expression = {"$ifNull": ["$quantity_scale", _scale(QUANTITY)]}
 # A trade's place in the order of trades, with its price: the open is the least, the close the greatest.
-TRADE_KEY: Expression = {"t": TIME_US, "e": "$exchange", "l": TRADE_ID_LENGTH, "i": TRADE_ID, "p": PRICE}
+TRADE_KEY: Expression = {"t": "$time_us", "e": "$exchange", "l": "$id_length", "i": "$trade_id", "p": PRICE}
 
 # The decimal sums of a row, each kept as the limbs f"{name}_int" and f"{name}_frac"...
 SUMS = ("volume", "quote", "buy_volume", "buy_quote")
@@ -102,16 +134,16 @@ ROW_ACCUMULATORS: Document = {
     "quote_scale": {"$max": "$quote_scale"},
     **_row_limbs(),
 }
-# ...and the same aggregation straight from trade documents.
+# ...and the same aggregation straight from trade documents (after the NORMALISED stages).
 TRADE_ACCUMULATORS: Document = {
     "first": {"$min": TRADE_KEY},
     "last": {"$max": TRADE_KEY},
     "high": {"$max": PRICE},
     "low": {"$min": PRICE},
     "count": {"$sum": 1},
-    "price_scale": {"$max": PRICE_SCALE},
-    "quantity_scale": {"$max": QUANTITY_SCALE},
-    "quote_scale": {"$max": {"$add": [PRICE_SCALE, QUANTITY_SCALE]}},
+    "price_scale": {"$max": "$price_scale"},
+    "quantity_scale": {"$max": "$quantity_scale"},
+    "quote_scale": {"$max": {"$add": ["$price_scale", "$quantity_scale"]}},
     **_trade_limbs(),
 }
 ROW_FIELDS = tuple(ROW_ACCUMULATORS)
