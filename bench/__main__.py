@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import cache_workers, candles, http, http_streams, multistats, slow_consumers, streaming, unary
+from bench import cache_workers, candles, http, http_streams, ingest, multistats, slow_consumers, streaming, unary
 from bench.at_commit import run_at_commit
 from bench.datasets import Datasets
 from bench.machine import describe, source, summary
@@ -23,6 +23,7 @@ BUSY_LOAD = 0.5
 Section = Callable[[Datasets], Awaitable[SectionResult]]
 SECTIONS: dict[str, Section] = {
     "candles": candles.run,
+    "ingest": ingest.run,
     "multistats": multistats.run,
     "unary": unary.run,
     "streaming": streaming.run,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from wadm_grpc.domain.aggregate import Aggregate, Candle, SymbolSummary
@@ -11,7 +13,7 @@ from wadm_grpc.domain.orderbook import Level
 from wadm_grpc.domain.stats import MarketStats, StatsWindow
 from wadm_grpc.domain.timeframe import Timeframe
 from wadm_grpc.domain.trade import Side, Trade
-from wadm_grpc.domain.trade_input import TradeInput
+from wadm_grpc.domain.trade_input import ReceivedColumns, TradeInput
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.pb.wadm.market.v1 import trade_pb2
 
@@ -121,6 +123,28 @@ def trade_input(message: trade_pb2.Trade) -> TradeInput:
         side=SIDES.get(message.side),
         time_us=time_us,
         time_problem=problem,
+    )
+
+
+def received_columns(messages: Sequence[trade_pb2.Trade]) -> ReceivedColumns | None:
+    """A batch of received trades column by column (unvalidated), or None when a time is missing or not a
+    valid microsecond Timestamp (then `trade_input` per trade says what is wrong)."""
+    if not all(m.HasField("time") for m in messages):
+        return None
+    seconds = [m.time.seconds for m in messages]
+    nanos = [m.time.nanos for m in messages]
+    if not seconds or min(seconds) < MIN_TIMESTAMP_SECONDS or max(seconds) > MAX_TIMESTAMP_SECONDS:
+        return None
+    if min(nanos) < 0 or max(nanos) >= NANOS_PER_SECOND or any(n % NANOS_PER_MICRO for n in nanos):
+        return None
+    return ReceivedColumns(
+        exchange=[m.exchange for m in messages],
+        symbol=[m.symbol for m in messages],
+        trade_id=[m.trade_id for m in messages],
+        price=[m.price for m in messages],
+        quantity=[m.quantity for m in messages],
+        side=[SIDES.get(m.side) for m in messages],
+        time_us=[s * 1_000_000 + n // NANOS_PER_MICRO for s, n in zip(seconds, nanos, strict=True)],
     )
 
 
