@@ -129,21 +129,30 @@ def trade_input(message: trade_pb2.Trade) -> TradeInput:
 def received_columns(messages: Sequence[trade_pb2.Trade]) -> ReceivedColumns | None:
     """A batch of received trades column by column (unvalidated), or None when a time is missing or not a
     valid microsecond Timestamp (then `trade_input` per trade says what is wrong)."""
-    if not all(m.HasField("time") for m in messages):
+    # One pass over the messages (each pass over a repeated field wraps every element again).
+    rows = [
+        (m.exchange, m.symbol, m.trade_id, m.price, m.quantity, m.side, m.time, m.HasField("time")) for m in messages
+    ]
+    if not rows:
         return None
-    seconds = [m.time.seconds for m in messages]
-    nanos = [m.time.nanos for m in messages]
-    if not seconds or min(seconds) < MIN_TIMESTAMP_SECONDS or max(seconds) > MAX_TIMESTAMP_SECONDS:
+    exchange, symbol, trade_id, price, quantity, side, times, has_time = (
+        list(column) for column in zip(*rows, strict=True)
+    )
+    if not all(has_time):
+        return None
+    seconds = [t.seconds for t in times]
+    nanos = [t.nanos for t in times]
+    if min(seconds) < MIN_TIMESTAMP_SECONDS or max(seconds) > MAX_TIMESTAMP_SECONDS:
         return None
     if min(nanos) < 0 or max(nanos) >= NANOS_PER_SECOND or any(n % NANOS_PER_MICRO for n in nanos):
         return None
     return ReceivedColumns(
-        exchange=[m.exchange for m in messages],
-        symbol=[m.symbol for m in messages],
-        trade_id=[m.trade_id for m in messages],
-        price=[m.price for m in messages],
-        quantity=[m.quantity for m in messages],
-        side=[SIDES.get(m.side) for m in messages],
+        exchange=exchange,
+        symbol=symbol,
+        trade_id=trade_id,
+        price=price,
+        quantity=quantity,
+        side=[SIDES.get(value) for value in side],
         time_us=[s * 1_000_000 + n // NANOS_PER_MICRO for s, n in zip(seconds, nanos, strict=True)],
     )
 
