@@ -5,7 +5,8 @@
   per 10,000-row Arrow slice (tables built beforehand) into an empty file with the product's trades DDL.
   Interleaved rounds (ceiling, service, service, ceiling, ...); the best round of each is compared.
 - reads during ingest: GetCandles(BTCUSDT, 1m, 500), uncached, on a copy of the 100k dataset, one call at a
-  time: p99 idle, then p99 while the same messages are published to that server.
+  time: p99 idle, then p99 while the same messages (READ_PHASE_COPIES times, under other exchange names)
+  are published to that server.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import random
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -42,6 +44,9 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")
 RATE_TARGET = 150_000
 CEILING_TARGET = 0.45
 IDLE_CALLS = 200
+# The reads phase publishes the messages this many times (under other exchange names, so all are new):
+# long enough an ingest for a p99 of more than a few dozen calls.
+READ_PHASE_COPIES = 3
 P99_TARGET = 1.5
 CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_send_message_length", 64 << 20)]
 
@@ -165,7 +170,12 @@ async def run(data: Datasets) -> SectionResult:
                     ceiling_runs.append(await asyncio.to_thread(_ceiling, tables, path))
                 else:
                     service_runs.append(await _service(requests, path))
-        idle, busy, busy_publish = await _reads_during_ingest(data, requests, Path(scratch))
+        copies = [
+            _request(replace(c, exchange=[f"bench-{copy}"] * len(c.exchange)))
+            for copy in range(READ_PHASE_COPIES)
+            for c in columns
+        ]
+        idle, busy, busy_publish = await _reads_during_ingest(data, copies, Path(scratch))
     ceiling_rate, service_rate = total / min(ceiling_runs), total / min(service_runs)
     share = ratio(service_rate, ceiling_rate)
     rates = Table(
@@ -201,7 +211,7 @@ async def run(data: Datasets) -> SectionResult:
         times(p99_ratio),
         "yes" if p99_ratio <= P99_TARGET else "NO",
     )
-    reads.notes.append(f"ingest meanwhile: {whole(total / busy_publish)} trades/s")
+    reads.notes.append(f"ingest meanwhile: {whole(total * READ_PHASE_COPIES / busy_publish)} trades/s")
     figures = {
         "trades": total,
         "ceiling_per_second": ceiling_rate,
@@ -212,6 +222,6 @@ async def run(data: Datasets) -> SectionResult:
         "candles_idle_p99_ms": idle_p99 * 1000,
         "candles_ingest_p99_ms": busy_p99 * 1000,
         "candles_p99_ratio": p99_ratio,
-        "ingest_during_reads_per_second": total / busy_publish,
+        "ingest_during_reads_per_second": total * READ_PHASE_COPIES / busy_publish,
     }
     return SectionResult("ingest", [rates, reads], figures)
