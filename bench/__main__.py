@@ -18,6 +18,7 @@ from bench import (
     candles,
     http,
     http_streams,
+    ingest,
     multistats,
     observability,
     slow_consumers,
@@ -34,6 +35,7 @@ BUSY_LOAD = 0.5
 Section = Callable[[Datasets], Awaitable[SectionResult]]
 SECTIONS: dict[str, Section] = {
     "candles": candles.run,
+    "ingest": ingest.run,
     "multistats": multistats.run,
     "unary": unary.run,
     "streaming": streaming.run,

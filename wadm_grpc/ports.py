@@ -43,7 +43,7 @@ class TradeQuery:
 class TradeStore(Protocol):
     """Where trades live, with their exact aggregates."""
 
-    async def insert_trades(self, trades: Sequence[Trade]) -> list[Trade]:
+    async def insert_trades(self, trades: Sequence[Trade]) -> Sequence[Trade]:
         """Store, atomically, the trades whose (exchange, symbol, trade_id) is new; return those, in input order."""
         ...
 

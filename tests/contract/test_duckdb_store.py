@@ -16,6 +16,7 @@ from tests.reference import aggregate, buckets, exact
 from tests.support import make_trades
 from wadm_grpc.domain.timeframe import DAY_US, HOUR_US, MINUTE_US, Timeframe
 from wadm_grpc.domain.trade import Side, Trade
+from wadm_grpc.domain.trade_batch import TradeBatch, TradeColumns
 from wadm_grpc.stores.duckdb import DuckDBTradeStore
 from wadm_grpc.stores.duckdb.batches import trades_table
 
@@ -85,10 +86,34 @@ async def test_concurrent_batches_share_one_transaction_and_count_each_trade_onc
         statements = store.round_trips - before
 
         assert results == [trades[10:40], trades[40:70], trades[70:90]]
-        assert statements == 3  # insert trades, read stored buckets, write merged buckets: once for all three
+        assert statements == 2  # insert trades, merge them into the rollups (one statement): once for all three
         assert as_exact(await store.candles(query(Timeframe.M1))) == as_exact(  # type: ignore[arg-type]
             list(buckets(trades, Timeframe.M1.bucket_start).items())
         )
+    finally:
+        await store.close()
+
+
+def as_batch(trades: list[Trade]) -> TradeBatch:
+    """The trades as ingest's bulk path hands them over: columns of exact text, no Trade objects."""
+    return TradeBatch(TradeColumns.of_trades(trades))
+
+
+async def test_batches_as_columns_store_like_trades_and_duplicates_count_once(tmp_path: Path) -> None:
+    store = DuckDBTradeStore(tmp_path / "t.duckdb")
+    trades = make_trades(seed=15, count=3000, start_us=T0, spacing_us=61_000_017, exchanges=("a", "b"))
+    try:
+        assert await store.insert_trades(as_batch(trades[:1000])) == trades[:1000]
+        # Overlapping the stored ones, repeating one inside a batch, and two callers at once.
+        results = await asyncio.gather(
+            store.insert_trades(as_batch([*trades[900:2000], trades[1500]])),
+            store.insert_trades(as_batch(trades[1800:])),
+        )
+
+        assert results == [trades[1000:2000], trades[2000:]]
+        for timeframe in (Timeframe.M1, Timeframe.H1, Timeframe.D1):
+            expected = list(buckets(trades, timeframe.bucket_start).items())[-1000:]
+            assert as_exact(await store.candles(query(timeframe))) == as_exact(expected)  # type: ignore[arg-type]
     finally:
         await store.close()
 

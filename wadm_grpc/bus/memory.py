@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from wadm_grpc.domain.errors import ResourceExhaustedError, UnavailableError, WadmError
 from wadm_grpc.domain.trade import Trade
+from wadm_grpc.domain.trade_batch import symbols_of
 
 DEFAULT_BUFFER_TRADES = 10_000
 # How soon a cut-off subscriber may reconnect (google.rpc.RetryInfo).
@@ -139,6 +140,8 @@ class InProcessTradeBus:
 
         Each subscriber gets its share of `trades` in one batch, in the order given.
         """
+        if not any(self._by_symbol.get(symbol) for symbol in symbols_of(trades)):
+            return  # nobody listens: the trades are not even looked at (a TradeBatch builds no Trades)
         shares: dict[MemorySubscription, list[Trade]] = {}
         for trade in trades:
             for subscription in self._by_symbol.get(trade.symbol, ()):

@@ -100,3 +100,20 @@ def _decimal(text: str, field: str, problems: Violations) -> Decimal | None:
     except ValueError as error:
         problems.add(field, str(error))
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedColumns:
+    """A batch as received, column by column, unvalidated; built only when every trade has a usable
+    time (anything else goes through TradeInput, which carries the time's problem)."""
+
+    exchange: list[str]
+    symbol: list[str]
+    trade_id: list[str]
+    price: list[str]
+    quantity: list[str]
+    side: list[Side | None]
+    time_us: list[int]
+
+    def __len__(self) -> int:
+        return len(self.trade_id)

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 from wadm_grpc.domain.errors import InvalidArgumentError
 from wadm_grpc.domain.trade import Trade
-from wadm_grpc.domain.trade_input import TradeInput, parse_trades
+from wadm_grpc.domain.trade_batch import TradeBatch
+from wadm_grpc.domain.trade_input import ReceivedColumns, TradeInput, parse_trades
 from wadm_grpc.ports import Clock, TradeBus, TradeStore
 from wadm_grpc.services.read_cache import ReadCache
+from wadm_grpc.services.trade_screen import screen
 
 MAX_BATCH = 10_000
 log = logging.getLogger("wadm_grpc.ingest")
@@ -55,6 +57,13 @@ class IngestService:
         if len(batch) > MAX_BATCH:
             raise InvalidArgumentError.of("trades", f"at most {MAX_BATCH} trades per batch, got {len(batch)}")
         return parse_trades(batch, latest_us=self._clock.now_us() + self._max_future_us)
+
+    def validate_received(self, received: ReceivedColumns) -> TradeBatch | None:
+        """The fast path of `validate`: the batch's trades when bulk checks find every one plainly valid,
+        else None (then `validate` on the same trades names what is wrong, or accepts them)."""
+        if len(received) > MAX_BATCH:
+            return None
+        return screen(received, latest_us=self._clock.now_us() + self._max_future_us)
 
     async def store_trades(self, trades: Sequence[Trade]) -> IngestResult:
         """Store already validated trades; publish the new ones, in ingest order.

@@ -27,6 +27,7 @@ from typing import Any
 
 from wadm_grpc.domain.timeframe import Timeframe
 from wadm_grpc.domain.trade import Trade
+from wadm_grpc.domain.trade_batch import symbols_traded_before
 from wadm_grpc.ports import Cache, CacheStats, Clock
 from wadm_grpc.services.cache_aside import CacheAside
 from wadm_grpc.services.shedding import StoreQueryGate
@@ -103,7 +104,7 @@ class ReadCache:
         if self._cache is None:
             return
         open_minute = Timeframe.M1.bucket_start(self._clock.now_us())
-        for symbol in sorted({t.symbol for t in trades if t.time_us < open_minute}):
+        for symbol in sorted(symbols_traded_before(trades, open_minute)):
             await self._cache.delete(self._generation_key(symbol))
             self.invalidations += 1
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from wadm_grpc.domain.aggregate import Aggregate, Candle, SymbolSummary
@@ -11,7 +13,7 @@ from wadm_grpc.domain.orderbook import Level
 from wadm_grpc.domain.stats import MarketStats, StatsWindow
 from wadm_grpc.domain.timeframe import Timeframe
 from wadm_grpc.domain.trade import Side, Trade
-from wadm_grpc.domain.trade_input import TradeInput
+from wadm_grpc.domain.trade_input import ReceivedColumns, TradeInput
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.pb.wadm.market.v1 import trade_pb2
 
@@ -121,6 +123,37 @@ def trade_input(message: trade_pb2.Trade) -> TradeInput:
         side=SIDES.get(message.side),
         time_us=time_us,
         time_problem=problem,
+    )
+
+
+def received_columns(messages: Sequence[trade_pb2.Trade]) -> ReceivedColumns | None:
+    """A batch of received trades column by column (unvalidated), or None when a time is missing or not a
+    valid microsecond Timestamp (then `trade_input` per trade says what is wrong)."""
+    # One pass over the messages (each pass over a repeated field wraps every element again).
+    rows = [
+        (m.exchange, m.symbol, m.trade_id, m.price, m.quantity, m.side, m.time, m.HasField("time")) for m in messages
+    ]
+    if not rows:
+        return None
+    exchange, symbol, trade_id, price, quantity, side, times, has_time = (
+        list(column) for column in zip(*rows, strict=True)
+    )
+    if not all(has_time):
+        return None
+    seconds = [t.seconds for t in times]
+    nanos = [t.nanos for t in times]
+    if min(seconds) < MIN_TIMESTAMP_SECONDS or max(seconds) > MAX_TIMESTAMP_SECONDS:
+        return None
+    if min(nanos) < 0 or max(nanos) >= NANOS_PER_SECOND or any(n % NANOS_PER_MICRO for n in nanos):
+        return None
+    return ReceivedColumns(
+        exchange=exchange,
+        symbol=symbol,
+        trade_id=trade_id,
+        price=price,
+        quantity=quantity,
+        side=[SIDES.get(value) for value in side],
+        time_us=[s * 1_000_000 + n // NANOS_PER_MICRO for s, n in zip(seconds, nanos, strict=True)],
     )
 
 

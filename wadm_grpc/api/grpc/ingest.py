@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -12,6 +12,7 @@ from wadm_grpc.api.grpc import convert
 from wadm_grpc.api.grpc.errors import Context, unary
 from wadm_grpc.domain.errors import InvalidArgumentError, UnavailableError
 from wadm_grpc.domain.trade import Trade
+from wadm_grpc.domain.trade_batch import join
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2_grpc as ingest_grpc
 from wadm_grpc.services.ingest import MAX_BATCH, IngestResult, IngestService
@@ -49,45 +50,59 @@ class TradeIngestServicer(ingest_grpc.TradeIngestServiceServicer):
         if self._finishing.is_set():
             raise _shutting_down(tally)
         incoming = backlogs(request_iterator, READ_AHEAD_MESSAGES, stop=self._finishing)
+        writes = _Writes(self._ingest, tally)
         try:
-            async with contextlib.aclosing(incoming):  # a rejected message stops the read-ahead at once
-                async for ready in incoming:
-                    await self._store_backlog(ready, tally)
+            try:
+                async with contextlib.aclosing(incoming):  # a rejected message stops the read-ahead at once
+                    async for ready in incoming:
+                        await self._store_backlog(ready, writes)
+            finally:
+                await writes.drain()  # the answer, whatever it is, counts what was stored
         except ReadingStopped:
             raise _shutting_down(tally) from None
         return ingest_pb.PublishTradesResponse(
             accepted_count=tally.accepted, duplicate_count=tally.duplicates, batch_count=tally.messages
         )
 
-    async def _store_backlog(self, ready: list[ingest_pb.PublishTradesRequest], tally: _Tally) -> None:
+    async def _store_backlog(self, ready: list[ingest_pb.PublishTradesRequest], writes: _Writes) -> None:
         """Validate each message; store the valid ones together (at most MAX_BATCH trades per write), up to
-        the first rejected message, which then fails the call."""
-        valid: list[Trade] = []
+        the first rejected message, which then fails the call. A write runs while the next messages are
+        validated."""
+        tally = writes.tally
+        valid: list[Sequence[Trade]] = []
+        count = 0
         rejected: InvalidArgumentError | None = None
         for request in ready:
             tally.messages += 1
             try:
-                if len(request.trades) > VALIDATE_ON_LOOP_TRADES:  # ~10 µs a trade: keep the loop free
+                if len(request.trades) > VALIDATE_ON_LOOP_TRADES:  # a few µs a trade: keep the loop free
                     trades = await asyncio.to_thread(self._validate, request)
                 else:
                     trades = self._validate(request)
             except InvalidArgumentError as error:
                 rejected = error
                 break
-            if len(valid) + len(trades) > MAX_BATCH:  # keep each write (and each live delivery) bounded
-                tally.add(await self._ingest.store_trades(valid))
-                valid = []
-            valid += trades
+            if count + len(trades) > MAX_BATCH:  # keep each write (and each live delivery) bounded
+                await writes.submit(join(valid))
+                valid, count = [], 0
+            valid.append(trades)
+            count += len(trades)
         if valid:
-            tally.add(await self._ingest.store_trades(valid))
+            await writes.submit(join(valid))
         if rejected is not None:
+            await writes.drain()
             raise InvalidArgumentError(
                 rejected.violations,
                 f"message {tally.messages} of the stream was rejected, nothing of it was stored "
                 f"(earlier messages were: {tally.accepted} accepted, {tally.duplicates} duplicates): {rejected}",
             ) from rejected
 
-    def _validate(self, request: ingest_pb.PublishTradesRequest) -> list[Trade]:
+    def _validate(self, request: ingest_pb.PublishTradesRequest) -> Sequence[Trade]:
+        """Bulk checks first; a batch they cannot vouch for gets the per-trade rules (precise violations)."""
+        received = convert.received_columns(request.trades)
+        checked = self._ingest.validate_received(received) if received is not None else None
+        if checked is not None:
+            return checked
         return self._ingest.validate([convert.trade_input(t) for t in request.trades])
 
 
@@ -103,6 +118,26 @@ def _shutting_down(tally: _Tally) -> UnavailableError:
             "batch_count": str(tally.messages),
         },
     )
+
+
+class _Writes:
+    """The writes of one call, at most one in flight: the next messages are read and validated meanwhile."""
+
+    def __init__(self, ingest: IngestService, tally: _Tally) -> None:
+        self._ingest = ingest
+        self.tally = tally
+        self._pending: asyncio.Future[IngestResult] | None = None
+
+    async def submit(self, trades: Sequence[Trade]) -> None:
+        """Start writing `trades` once the previous write has finished."""
+        await self.drain()
+        self._pending = asyncio.ensure_future(self._ingest.store_trades(trades))
+
+    async def drain(self) -> None:
+        """Wait for the write in flight, if any, and count what it did."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.tally.add(await pending)
 
 
 @dataclass

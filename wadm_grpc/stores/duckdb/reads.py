@@ -68,7 +68,7 @@ def window_stats(
     parts: list[str] = []
     params: list[Any] = []
     for tier, bounds in ranges.items():
-        rows = f"({sql.TRADES_AS_BUCKETS})" if tier is None else sql.tier_rows(tier.label)
+        rows = f"({sql.trades_as_buckets()})" if tier is None else sql.tier_rows(tier.label)
         in_ranges = " OR ".join(["(bucket >= ? AND bucket < ?)"] * (len(bounds) // 2))
         parts.append(
             f"SELECT * FROM {rows} WHERE {sql.in_list('symbol', len(symbols))} "

@@ -104,9 +104,11 @@ def _buys_only(name: str) -> str:
     return ", ".join(f"CASE WHEN is_buy THEN {name}_{limb} ELSE 0 END AS buy_{name}_{limb}" for limb in LIMBS)
 
 
-# Trades seen as one-trade buckets (each value split into limbs once: statement planning, not execution,
-# is most of a read's cost, so the fewer expressions the better).
-TRADES_AS_BUCKETS = f"""
+def trades_as_buckets(source: str = "trades") -> str:
+    """The trades of `source` (the trades table, or rows of its shape) seen as one-trade buckets (each
+    value split into limbs once: statement planning, not execution, is most of a read's cost, so the
+    fewer expressions the better)."""
+    return f"""
 SELECT symbol, exchange, time_us AS bucket,
        price AS open, time_us AS open_us, trade_id AS open_id, price AS high, price AS low,
        price AS close, time_us AS close_us, trade_id AS close_id,
@@ -115,8 +117,9 @@ SELECT symbol, exchange, time_us AS bucket,
 FROM (
     SELECT symbol, exchange, time_us, trade_id, price, is_buy, price_scale, quantity_scale,
            {_trade_limbs("quantity", "volume")}, {_trade_limbs("quote", "quote")}
-    FROM trades
+    FROM {source}
 )"""
+
 
 # Trades order by (time, exchange, trade id), numeric ids numerically: shorter ids first.
 _OPEN_KEY = "(open_us, exchange, length(open_id), open_id)"
@@ -186,7 +189,7 @@ def rebuild_tier(label: str) -> str:
     if label == MARKET_TIER:
         source, size = tier_rows(Rollup.D1.label), 0
     elif label == Rollup.M1.label:
-        source, size = f"({TRADES_AS_BUCKETS})", Rollup.M1.micros
+        source, size = f"({trades_as_buckets()})", Rollup.M1.micros
     else:
         finer = Rollup.M1 if label == Rollup.H1.label else Rollup.H1
         source, size = tier_rows(finer.label), (Rollup.H1 if finer is Rollup.M1 else Rollup.D1).micros

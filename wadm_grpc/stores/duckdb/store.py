@@ -16,16 +16,18 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import duckdb
+import pyarrow as pa
 
 from wadm_grpc.domain.aggregate import Aggregate, SymbolSummary, WindowStats
 from wadm_grpc.domain.decimals import with_scale
 from wadm_grpc.domain.errors import FailedPreconditionError
 from wadm_grpc.domain.trade import Trade
+from wadm_grpc.domain.trade_batch import TradeBatch, columns_of
 from wadm_grpc.ports import CandleQuery, TradeQuery
 from wadm_grpc.stores.duckdb import sql
 from wadm_grpc.stores.duckdb.batches import TRADE_COLUMNS, trades_table
 from wadm_grpc.stores.duckdb.reads import Cursor, aggregate_of, read_trades, widening_windows, window_stats
-from wadm_grpc.stores.duckdb.rollups import merge_into_rollups
+from wadm_grpc.stores.duckdb.rollups import RollupMerger
 
 T = TypeVar("T")
 COLUMNS = ", ".join(TRADE_COLUMNS)  # named, so the Arrow table and the table need not agree on order
@@ -44,11 +46,12 @@ class DuckDBTradeStore:
         self._local = threading.local()
         self._readers = ThreadPoolExecutor(read_threads, "duckdb-read", initializer=self._open_cursor)
         self._writer = ThreadPoolExecutor(1, "duckdb-write", initializer=self._open_cursor)
+        self._merger = RollupMerger()  # used by the writer thread only
         self._cursors: list[Cursor] = []
         self._cursors_lock = threading.Lock()
         # Statements executed: the contract suite checks that multi-symbol stats take ONE.
         self.round_trips = 0
-        self._queued: list[tuple[Sequence[Trade], asyncio.Future[list[Trade]]]] = []
+        self._queued: list[tuple[Sequence[Trade], asyncio.Future[Sequence[Trade]]]] = []
         self._committer: asyncio.Task[None] | None = None
         if not read_only:
             with self._connection.cursor() as cursor:
@@ -84,7 +87,7 @@ class DuckDBTradeStore:
 
     # -- ingest -----------------------------------------------------------------------------------
 
-    async def insert_trades(self, trades: Sequence[Trade]) -> list[Trade]:
+    async def insert_trades(self, trades: Sequence[Trade]) -> Sequence[Trade]:
         """Group commit: calls that arrive while a transaction runs share the next one, so many small
         concurrent batches cost one transaction, not one each. Each call still gets exactly its own new
         trades, and a failure fails every call of the group with nothing written."""
@@ -92,7 +95,7 @@ class DuckDBTradeStore:
             raise FailedPreconditionError("this server serves a read-only snapshot; publish to the writer")
         if not trades:
             return []
-        waiter: asyncio.Future[list[Trade]] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Sequence[Trade]] = asyncio.get_running_loop().create_future()
         self._queued.append((trades, waiter))
         if self._committer is None:
             self._committer = asyncio.create_task(self._commit_queued(), name="duckdb-group-commit")
@@ -106,7 +109,7 @@ class DuckDBTradeStore:
         finally:
             self._committer = None
 
-    async def _commit_group(self, group: list[tuple[Sequence[Trade], asyncio.Future[list[Trade]]]]) -> None:
+    async def _commit_group(self, group: list[tuple[Sequence[Trade], asyncio.Future[Sequence[Trade]]]]) -> None:
         """One transaction for the group; if it fails, each call again on its own, so one bad batch fails
         only its own call (each transaction is all or nothing)."""
         insert = functools.partial(self._insert, batches=[trades for trades, _ in group])
@@ -127,37 +130,43 @@ class DuckDBTradeStore:
             if not waiter.done():
                 waiter.set_result(new)
 
-    def _insert(self, cursor: Cursor, batches: Sequence[Sequence[Trade]]) -> list[list[Trade]]:
+    def _insert(self, cursor: Cursor, batches: Sequence[Sequence[Trade]]) -> list[Sequence[Trade]]:
         """One transaction for several calls' batches; per call, its trades that were new (a trade in two
-        calls counts for the first)."""
-        unique: dict[tuple[str, str, str], Trade] = {}
-        owner: dict[tuple[str, str, str], int] = {}
-        for index, batch in enumerate(batches):
-            for trade in batch:
-                key = (trade.exchange, trade.symbol, trade.trade_id)
-                if key not in unique:
-                    unique[key] = trade
-                    owner[key] = index
+        calls, or twice in one, counts for the first). Rows go in column-wise; rollups are merged in SQL."""
+        parts = [trades_table(batch) for batch in batches]
+        incoming = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        keys = [
+            list(zip(batch_columns.exchange, batch_columns.symbol, batch_columns.trade_id, strict=True))
+            for batch_columns in (columns_of(batch) for batch in batches)
+        ]
+        distinct = len({key for part in keys for key in part})
         cursor.begin()
         try:
-            cursor.register("incoming", trades_table(unique.values()))
-            inserted = cursor.execute(
-                f"INSERT OR IGNORE INTO trades ({COLUMNS}) SELECT {COLUMNS} FROM incoming "
-                "RETURNING exchange, symbol, trade_id"
-            ).fetchall()
+            if distinct < incoming.num_rows:  # repeated keys: keep each first occurrence only
+                incoming = incoming.take(_first_occurrences(keys))
+            cursor.register("incoming", incoming)
+            inserted = cursor.sql(
+                f"INSERT OR IGNORE INTO trades ({COLUMNS}) SELECT {COLUMNS} FROM incoming RETURNING {COLUMNS}"
+            ).to_arrow_table()  # sql(): executes at once, and its Arrow result is not copied again
             cursor.unregister("incoming")
-            fresh = {(exchange, symbol, trade_id) for exchange, symbol, trade_id in inserted}
-            new = [trade for key, trade in unique.items() if key in fresh]
-            if new:
-                merge_into_rollups(cursor, new)
+            self._merger.merge(cursor, inserted)
             cursor.commit()
         except BaseException:
             cursor.rollback()
             raise
-        results: list[list[Trade]] = [[] for _ in batches]
-        for key, trade in unique.items():
-            if key in fresh:
-                results[owner[key]].append(trade)
+        if inserted.num_rows == incoming.num_rows == sum(map(len, batches)):  # all new: the usual case
+            return [batch if isinstance(batch, TradeBatch) else list(batch) for batch in batches]
+        fresh = set(
+            zip(*(inserted.column(name).to_pylist() for name in ("exchange", "symbol", "trade_id")), strict=True)
+        )
+        results: list[Sequence[Trade]] = []
+        for batch, batch_keys in zip(batches, keys, strict=True):
+            new: list[Trade] = []
+            for key, trade in zip(batch_keys, batch, strict=True):
+                if key in fresh:
+                    fresh.discard(key)  # a later copy of the same trade is a duplicate
+                    new.append(trade)
+            results.append(new)
         return results
 
     async def rebuild_rollups(self) -> None:
@@ -245,6 +254,17 @@ class DuckDBTradeStore:
         self._connection.close()
 
 
+def _first_occurrences(keys: list[list[tuple[str, str, str]]]) -> list[int]:
+    """Row numbers (across the batches, in order) of each key's first occurrence."""
+    seen: set[tuple[str, str, str]] = set()
+    rows: list[int] = []
+    for row, key in enumerate(key for part in keys for key in part):
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
+    return rows
+
+
 class _Counting:
     """A cursor that counts the statements it executes into the store's `round_trips`."""
 
@@ -255,6 +275,10 @@ class _Counting:
     def execute(self, query: str, parameters: object = None) -> Cursor:
         self._store.round_trips += 1
         return self._cursor.execute(query, parameters)
+
+    def sql(self, query: str) -> duckdb.DuckDBPyRelation:
+        self._store.round_trips += 1
+        return self._cursor.sql(query)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cursor, name)

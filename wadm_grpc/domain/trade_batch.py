@@ -1,0 +1,117 @@
+"""Validated trades that also carry their columns as received, so stores can bulk-load them without
+going back through every Trade (the fast path of ingest)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import overload
+
+from wadm_grpc.domain.decimals import to_wire
+from wadm_grpc.domain.trade import Side, Trade
+
+
+@dataclass(frozen=True, slots=True)
+class TradeColumns:
+    """Validated trades column by column: names normalised, decimals as their exact plain text."""
+
+    exchange: list[str]
+    symbol: list[str]
+    trade_id: list[str]
+    price: list[str]
+    quantity: list[str]
+    is_buy: list[bool]
+    time_us: list[int]
+
+    @classmethod
+    def of_trades(cls, trades: Sequence[Trade]) -> TradeColumns:
+        """The columns of trades that came without them."""
+        return cls(
+            exchange=[t.exchange for t in trades],
+            symbol=[t.symbol for t in trades],
+            trade_id=[t.trade_id for t in trades],
+            price=[to_wire(t.price) for t in trades],
+            quantity=[to_wire(t.quantity) for t in trades],
+            is_buy=[t.side is Side.BUY for t in trades],
+            time_us=[t.time_us for t in trades],
+        )
+
+
+class TradeBatch(Sequence[Trade]):
+    """A sequence of validated trades held as columns; the Trade objects are built on first use (ingest
+    without live subscribers never needs them)."""
+
+    __slots__ = ("_trades", "columns")
+
+    def __init__(self, columns: TradeColumns) -> None:
+        self.columns = columns
+        self._trades: list[Trade] | None = None
+
+    @property
+    def trades(self) -> list[Trade]:
+        """The trades as Trade objects."""
+        if self._trades is None:
+            c = self.columns
+            sides = [Side.BUY if buy else Side.SELL for buy in c.is_buy]
+            self._trades = [
+                Trade(e, s, i, Decimal(p), Decimal(q), side, t)
+                for e, s, i, p, q, side, t in zip(
+                    c.exchange, c.symbol, c.trade_id, c.price, c.quantity, sides, c.time_us, strict=True
+                )
+            ]
+        return self._trades
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-equal like a list
+
+    @overload
+    def __getitem__(self, index: int) -> Trade: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Trade]: ...
+    def __getitem__(self, index: int | slice) -> Trade | list[Trade]:
+        return self.trades[index]
+
+    def __len__(self) -> int:
+        return len(self.columns.trade_id)
+
+    def __iter__(self) -> Iterator[Trade]:
+        return iter(self.trades)
+
+
+def columns_of(trades: Sequence[Trade]) -> TradeColumns:
+    """The columns of `trades`: carried along by a TradeBatch, else built from each Trade."""
+    if isinstance(trades, TradeBatch):
+        return trades.columns
+    return TradeColumns.of_trades(trades)
+
+
+def symbols_of(trades: Sequence[Trade]) -> set[str]:
+    """The symbols that `trades` hold."""
+    if isinstance(trades, TradeBatch):
+        return set(trades.columns.symbol)
+    return {t.symbol for t in trades}
+
+
+def symbols_traded_before(trades: Sequence[Trade], time_us: int) -> set[str]:
+    """The symbols of the trades dated before `time_us`."""
+    if isinstance(trades, TradeBatch):
+        c = trades.columns
+        if min(c.time_us, default=time_us) >= time_us:
+            return set()
+        return {symbol for symbol, t in zip(c.symbol, c.time_us, strict=True) if t < time_us}
+    return {t.symbol for t in trades if t.time_us < time_us}
+
+
+def join(parts: Sequence[Sequence[Trade]]) -> Sequence[Trade]:
+    """The parts as one sequence, in order (keeping the columns when every part has them)."""
+    if len(parts) == 1:
+        return parts[0]
+    if parts and all(isinstance(part, TradeBatch) for part in parts):
+        batches = [part for part in parts if isinstance(part, TradeBatch)]
+        names = TradeColumns.__dataclass_fields__
+        joined = {name: [value for b in batches for value in getattr(b.columns, name)] for name in names}
+        return TradeBatch(TradeColumns(**joined))
+    return [trade for part in parts for trade in part]
