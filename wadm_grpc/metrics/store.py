@@ -20,7 +20,7 @@ class TimedTradeStore:
         self._accepted = metrics.ingest_trades.labels("accepted")
         self._duplicate = metrics.ingest_trades.labels("duplicate")
 
-    async def insert_trades(self, trades: Sequence[Trade]) -> list[Trade]:
+    async def insert_trades(self, trades: Sequence[Trade]) -> Sequence[Trade]:
         start = time.perf_counter()
         try:
             new = await self._store.insert_trades(trades)

@@ -113,7 +113,7 @@ class GatedTradeStore:
         self.inner = store
         self.gate = gate
 
-    async def insert_trades(self, trades: Sequence[Trade]) -> list[Trade]:
+    async def insert_trades(self, trades: Sequence[Trade]) -> Sequence[Trade]:
         """Ingest is not shed here (its own calls bound it)."""
         return await self.inner.insert_trades(trades)
 
