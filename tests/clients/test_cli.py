@@ -175,3 +175,12 @@ def test_watch_redraws_the_newest_candles_in_place_until_ctrl_c(seeded: Seeded, 
     finally:
         os.close(fd)
     assert b"BTCUSDT 1m" in first and b"Traceback" not in first + again + rest
+
+
+def test_flags_before_the_command_and_a_bad_environment(seeded: Seeded) -> None:
+    before = wadm("--json", "--target", seeded.server.target, "symbols", env={"WADM_TARGET": "127.0.0.1:9"})
+    assert before.returncode == 0, before.stderr
+    assert sorted(json.loads(line)["symbol"] for line in before.stdout.splitlines()) == sorted(seeded.trades)
+
+    bad = wadm("symbols", target=seeded.server.target, env={"WADM_TIMEOUT": "soon"})
+    assert bad.returncode == 2 and bad.stderr == "wadm: WADM_TIMEOUT must be seconds, got 'soon'\n"

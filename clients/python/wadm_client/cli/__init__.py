@@ -33,30 +33,52 @@ EXIT_CODES = {
 USAGE, INTERRUPTED = 2, 130
 
 
-def _connection_options() -> argparse.ArgumentParser:
+def defaults() -> dict[str, object]:
+    """Option values when no flag says otherwise: the environment's, else the built-in ones."""
     env = os.environ.get
-    common = argparse.ArgumentParser(add_help=False)
+    timeout = env("WADM_TIMEOUT", "30")
+    try:
+        seconds = float(timeout)
+    except ValueError:
+        raise ValueError(f"WADM_TIMEOUT must be seconds, got {timeout!r}") from None
+    return {
+        "target": env("WADM_TARGET", DEFAULT_TARGET),
+        "api_key": env("WADM_API_KEY"),
+        "tls": env("WADM_TLS", "").lower() in {"1", "true", "yes"},
+        "ca": env("WADM_CA_FILE"),
+        "cert": env("WADM_CERT_FILE"),
+        "key": env("WADM_KEY_FILE"),
+        "server_name": env("WADM_SERVER_NAME"),
+        "timeout": seconds,
+        "fmt": "table",
+        "exchange": [],
+    }
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    # Accepted before and after the command: no defaults here (a subcommand's default would overwrite a value given
+    # before it); main() fills in defaults() for what no flag set.
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     group = common.add_argument_group("connection (each also from the environment variable shown)")
-    group.add_argument("--target", default=env("WADM_TARGET", DEFAULT_TARGET), help="host:port [WADM_TARGET]")
-    group.add_argument("--api-key", default=env("WADM_API_KEY"), help="sent as x-api-key [WADM_API_KEY]")
-    group.add_argument("--tls", action="store_true", default=env("WADM_TLS", "") in {"1", "true"}, help="[WADM_TLS]")
-    group.add_argument("--ca", default=env("WADM_CA_FILE"), help="PEM roots; implies --tls [WADM_CA_FILE]")
-    group.add_argument("--cert", default=env("WADM_CERT_FILE"), help="client certificate PEM [WADM_CERT_FILE]")
-    group.add_argument("--key", default=env("WADM_KEY_FILE"), help="client key PEM [WADM_KEY_FILE]")
-    group.add_argument("--server-name", default=env("WADM_SERVER_NAME"), help="TLS name to verify [WADM_SERVER_NAME]")
-    group.add_argument("--timeout", type=float, default=float(env("WADM_TIMEOUT", "30")), help="seconds [WADM_TIMEOUT]")
+    group.add_argument("--target", help="host:port [WADM_TARGET, default 127.0.0.1:50051]")
+    group.add_argument("--api-key", help="sent as x-api-key [WADM_API_KEY]")
+    group.add_argument("--tls", action="store_true", help="TLS with the system's roots [WADM_TLS=1]")
+    group.add_argument("--ca", help="PEM roots; implies --tls [WADM_CA_FILE]")
+    group.add_argument("--cert", help="client certificate PEM [WADM_CERT_FILE]")
+    group.add_argument("--key", help="client key PEM [WADM_KEY_FILE]")
+    group.add_argument("--server-name", help="TLS name to verify [WADM_SERVER_NAME]")
+    group.add_argument("--timeout", type=float, help="seconds per call [WADM_TIMEOUT, default 30]")
     formats = common.add_mutually_exclusive_group()
     formats.add_argument("--json", dest="fmt", action="store_const", const="json", help="one JSON object per line")
     formats.add_argument("--csv", dest="fmt", action="store_const", const="csv", help="CSV with a header")
-    common.set_defaults(fmt="table")
-    common.add_argument("--exchange", action="append", default=[], help="only this exchange (repeatable)")
+    common.add_argument("--exchange", action="append", help="only this exchange (repeatable)")
     return common
 
 
 def parser() -> argparse.ArgumentParser:
     common = _connection_options()
     root = argparse.ArgumentParser(
-        prog="wadm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="wadm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common]
     )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -92,6 +114,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; errors are one line on stderr and an exit code, never a traceback."""
     args = parser().parse_args(argv)
+    try:
+        for name, value in defaults().items():
+            if not hasattr(args, name):
+                setattr(args, name, value)
+    except ValueError as error:
+        print(f"wadm: {error}", file=sys.stderr)
+        return USAGE
     options = ConnectOptions(target=args.target, api_key=args.api_key, tls=args.tls, ca_file=args.ca,
                              cert_file=args.cert, key_file=args.key, server_name=args.server_name,
                              timeout_seconds=args.timeout)  # fmt: skip
