@@ -17,9 +17,11 @@ GOOGLE_RPC := protos/google/rpc
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	@# The server depends on the client distribution (it owns the generated code): install it first.
+	$(BIN)/pip install --quiet -e './clients/python[pandas]'
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -62,12 +64,14 @@ $(GOOGLE_RPC)/status.proto: $(INSTALLED)
 	site=$$($(BIN)/python -c 'import google.rpc.status_pb2 as m, pathlib; print(pathlib.Path(m.__file__).parent)'); \
 	cp "$$site/status.proto" $(GOOGLE_RPC)/
 
-protos: $(INSTALLED) ## regenerate wadm_grpc/pb from protos/
+PB := clients/python/wadm_client/pb wadm_grpc/pb
+
+protos: $(INSTALLED) ## regenerate clients/python/wadm_client/pb (the code) and wadm_grpc/pb (its aliases) from protos/
 	$(BIN)/python protos/generate.py 2>/dev/null
 
 check-protos: protos ## fail if the committed generated code is stale
-	@git diff --exit-code --stat -- wadm_grpc/pb && test -z "$$(git status --porcelain -- wadm_grpc/pb)" \
-		|| { echo "wadm_grpc/pb is stale: run 'make protos' and commit"; exit 1; }
+	@git diff --exit-code --stat -- $(PB) && test -z "$$(git status --porcelain -- $(PB))" \
+		|| { echo "generated code is stale: run 'make protos' and commit"; exit 1; }
 
 buf-lint: $(BUF) $(GOOGLE_API)/annotations.proto $(GOOGLE_RPC)/status.proto ## buf lint protos/
 	cd protos && ../$(BUF) lint

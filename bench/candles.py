@@ -11,7 +11,7 @@ from collections.abc import Hashable
 from bench.datasets import Datasets
 from bench.interleave import Call, dataset_servers, interleaved_rounds
 from bench.report import SectionResult, Table, ms, ratio, times
-from wadm_client import WadmClient
+from wadm_client import RawWadmClient
 
 SYMBOL = "BTCUSDT"
 LIMIT = 500
@@ -23,7 +23,7 @@ MAX_SECONDS = 120.0
 TARGET_RATIO = 1.5
 
 
-def _call(client: WadmClient, timeframe: str) -> Call:
+def _call(client: RawWadmClient, timeframe: str) -> Call:
     async def call() -> int:
         response = await client.get_candles(SYMBOL, timeframe, limit=LIMIT)
         return len(response.candles)

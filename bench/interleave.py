@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from bench.datasets import Dataset, Datasets
 from bench.processes import ServerProcess, wadm_server
 from bench.report import percentile
-from wadm_client import WadmClient
+from wadm_client import RawWadmClient
 
 
 @dataclass
@@ -19,7 +19,7 @@ class Served:
 
     dataset: Dataset
     server: ServerProcess
-    client: WadmClient
+    client: RawWadmClient
 
 
 # The store path is what these sections measure: the server's read cache is off.
@@ -34,7 +34,7 @@ async def dataset_servers(data: Datasets, names: Sequence[str]) -> AsyncIterator
         served = []
         for dataset in sets:
             server = await stack.enter_async_context(wadm_server(f"wadm-{dataset.name}", dataset.path, UNCACHED))
-            client = await stack.enter_async_context(WadmClient.connect(server.target, timeout_seconds=30))
+            client = await stack.enter_async_context(RawWadmClient.connect(server.target, timeout_seconds=30))
             served.append(Served(dataset, server, client))
         yield served
 

@@ -7,7 +7,7 @@ from collections.abc import Hashable
 from bench.datasets import SYMBOL_NAMES, Datasets
 from bench.interleave import Call, dataset_servers, interleaved_rounds
 from bench.report import SectionResult, Table, ms, ratio, times
-from wadm_client import WadmClient
+from wadm_client import RawWadmClient
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 
 DATASETS = ("100k", "10m")
@@ -20,14 +20,14 @@ def _request() -> md.GetMultiStatsRequest:
     return md.GetMultiStatsRequest(symbols=SYMBOL_NAMES, window=md.STATS_WINDOW_24H)
 
 
-async def _trades_in_window(client: WadmClient) -> tuple[int, int]:
+async def _trades_in_window(client: RawWadmClient) -> tuple[int, int]:
     """(symbols with stats, trades in their windows) of one answer."""
     response = await client.market.GetMultiStats(_request(), timeout=client.timeout_seconds)
     with_stats = [r.stats for r in response.results if r.WhichOneof("outcome") == "stats"]
     return len(with_stats), sum(s.trade_count for s in with_stats)
 
 
-def _call(client: WadmClient) -> Call:
+def _call(client: RawWadmClient) -> Call:
     request = _request()
 
     async def call() -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import AFTER_DATA_US, STORE_KINDS, StoreKind
-from wadm_client import WadmClient
+from wadm_client import RawWadmClient
 from wadm_grpc.api.grpc.server import GrpcServer
 from wadm_grpc.bootstrap import App, bootstrap, start_grpc
 from wadm_grpc.bus.memory import InProcessTradeBus
@@ -51,7 +51,7 @@ class Running:
 
     app: App
     server: GrpcServer
-    client: WadmClient
+    client: RawWadmClient
     bus: InProcessTradeBus
 
     @property
@@ -67,7 +67,7 @@ async def served(store: TradeStore, clock: ManualClock) -> AsyncIterator[Running
     settings = Settings(page_token_key=b"test-key")
     app = await bootstrap(settings, store=store, bus=bus, clock=clock)
     server = await start_grpc(app, "127.0.0.1:0")
-    client = WadmClient.connect(f"127.0.0.1:{server.port}", timeout_seconds=30)
+    client = RawWadmClient.connect(f"127.0.0.1:{server.port}", timeout_seconds=30)
     try:
         yield Running(app=app, server=server, client=client, bus=bus)
     finally:

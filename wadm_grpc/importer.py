@@ -89,7 +89,7 @@ async def publish_file(target: str, path: Path, exchange: str, symbol: str) -> t
     A malformed batch is caught here, before it is sent:
     the stream ends there (earlier batches are stored; a re-run skips them as duplicates) and the
     error is raised after the server's answer."""
-    from wadm_client import WadmClient, make_trade
+    from wadm_client import RawWadmClient, make_trade
 
     rejected: list[InvalidArgumentError] = []
 
@@ -102,7 +102,7 @@ async def publish_file(target: str, path: Path, exchange: str, symbol: str) -> t
                 return
             yield batch
 
-    async with WadmClient.connect(target, timeout_seconds=600) as client:
+    async with RawWadmClient.connect(target, timeout_seconds=600) as client:
         response = await client.publish_trades(
             [
                 make_trade(

@@ -8,12 +8,12 @@ import grpc
 import pytest
 
 from tests.conftest import Running
-from wadm_client import WadmClient, error_details, make_trade
+from wadm_client import RawWadmClient, error_details, make_trade
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.pb.wadm.market.v1 import trade_pb2
 
 T = 1_723_161_300_000_000
-Call = Callable[[WadmClient], Awaitable[object]]
+Call = Callable[[RawWadmClient], Awaitable[object]]
 
 
 def good_trade(**changes: object) -> trade_pb2.Trade:

@@ -11,12 +11,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.api.test_errors import good_trade as trade
 from tests.conftest import Running
-from wadm_client import WadmClient, error_details
+from wadm_client import RawWadmClient, error_details
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
 
 NOW = 1_723_162_200_000_000  # the served fixture's clock
-Call = Callable[[WadmClient], Awaitable[object]]
+Call = Callable[[RawWadmClient], Awaitable[object]]
 
 
 async def failure(call: Awaitable[object]) -> grpc.aio.AioRpcError:

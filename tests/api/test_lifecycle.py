@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from tests.conftest import Running
-from wadm_client import WadmClient, make_trade
+from wadm_client import RawWadmClient, make_trade
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2_grpc as ingest_grpc
@@ -91,7 +91,7 @@ async def server_process(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subproce
 
 async def test_sigterm_drains_and_exits_cleanly(server_process: tuple[asyncio.subprocess.Process, str]) -> None:
     process, target = server_process
-    async with WadmClient.connect(target) as client:
+    async with RawWadmClient.connect(target) as client:
         health = health_pb2_grpc.HealthStub(client.channel)
         watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
         assert (await watch.read()).status == SERVING
@@ -128,7 +128,7 @@ async def test_sigterm_reports_not_serving_while_new_calls_still_succeed(
     server_process: tuple[asyncio.subprocess.Process, str],
 ) -> None:
     process, target = server_process
-    async with WadmClient.connect(target) as client:
+    async with RawWadmClient.connect(target) as client:
         watch = health_pb2_grpc.HealthStub(client.channel).Watch(health_pb2.HealthCheckRequest(service=""))
         assert (await watch.read()).status == SERVING
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import Running
 from tests.support import MINUTE_US, make_trades
-from wadm_client import WadmClient
+from wadm_client import RawWadmClient
 from wadm_grpc.bootstrap import bootstrap, start_grpc
 from wadm_grpc.bus.memory import InProcessTradeBus
 from wadm_grpc.cache.memory import MemoryCache
@@ -46,7 +46,7 @@ async def cached(tmp_path: Path) -> AsyncIterator[tuple[Running, ManualClock, di
     cache = ReadCache(MemoryCache(clock=clock), clock, TTLS)
     app = await bootstrap(Settings(page_token_key=b"k"), store=store, bus=bus, clock=clock, cache=cache)
     server = await start_grpc(app, "127.0.0.1:0")
-    client = WadmClient.connect(f"127.0.0.1:{server.port}")
+    client = RawWadmClient.connect(f"127.0.0.1:{server.port}")
     try:
         yield Running(app=app, server=server, client=client, bus=bus), clock, reads
     finally:

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import Running
 from tests.redis_support import RedisServer
 from tests.support import UM_TRADES, make_trades
-from wadm_client import WadmClient, make_trade
+from wadm_client import RawWadmClient, make_trade
 from wadm_grpc.bootstrap import bootstrap, start_grpc
 from wadm_grpc.config import Settings
 from wadm_grpc.domain.clock import ManualClock
@@ -29,7 +29,7 @@ from wadm_grpc.stores.duckdb import DuckDBTradeStore
 NOW = 1_723_161_600_000_000
 
 
-async def cache_stats(client: WadmClient) -> admin_pb.GetCacheStatsResponse:
+async def cache_stats(client: RawWadmClient) -> admin_pb.GetCacheStatsResponse:
     return await admin_grpc.AdminServiceStub(client.channel).GetCacheStats(admin_pb.GetCacheStatsRequest())
 
 
@@ -40,7 +40,7 @@ async def redis_served(redis_server: RedisServer, tmp_path: Path) -> AsyncIterat
     store = DuckDBTradeStore(tmp_path / "t.duckdb")
     app = await bootstrap(settings, store=store, clock=ManualClock(NOW))
     server = await start_grpc(app, "127.0.0.1:0")
-    client = WadmClient.connect(f"127.0.0.1:{server.port}")
+    client = RawWadmClient.connect(f"127.0.0.1:{server.port}")
     try:
         yield Running(app=app, server=server, client=client, bus=app.bus)  # type: ignore[arg-type]
     finally:
@@ -130,7 +130,10 @@ async def test_a_trade_published_to_one_process_streams_from_another(redis_serve
     a, (port_a,) = await start_server(common | {"WADM_STORE": f"duckdb:{tmp_path / 'a.duckdb'}"})
     b, (port_b,) = await start_server(common | {"WADM_STORE": f"duckdb:{tmp_path / 'b.duckdb'}"})
     try:
-        async with WadmClient.connect(f"127.0.0.1:{port_a}") as on_a, WadmClient.connect(f"127.0.0.1:{port_b}") as on_b:
+        async with (
+            RawWadmClient.connect(f"127.0.0.1:{port_a}") as on_a,
+            RawWadmClient.connect(f"127.0.0.1:{port_b}") as on_b,
+        ):
             streams = []
             for client in (on_a, on_b):
                 request = md.StreamTradesRequest(symbols=["ETHUSDT"])
@@ -196,7 +199,7 @@ async def test_workers_share_one_port_and_stop_together(redis_server: RedisServe
         assert ports == [port, port]
         pids: set[int] = set()
         for _ in range(64):  # new connections are spread over the workers by the kernel
-            async with WadmClient.connect(f"127.0.0.1:{port}") as client:
+            async with RawWadmClient.connect(f"127.0.0.1:{port}") as client:
                 pids.add((await cache_stats(client)).process_id)
                 candles = await client.get_candles("BTCUSDT", "1m", start=1_723_161_300_000_000, limit=1)
                 assert candles.candles[0].close == "61760.30"

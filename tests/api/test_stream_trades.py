@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Running
 from tests.support import make_trades
-from wadm_client import WadmClient, error_details
+from wadm_client import RawWadmClient, error_details
 from wadm_grpc.bootstrap import App, bootstrap, start_grpc
 from wadm_grpc.bus.memory import InProcessTradeBus
 from wadm_grpc.config import Settings
@@ -181,7 +181,7 @@ class Strict:
 
     app: App
     bus: InProcessTradeBus
-    client: WadmClient
+    client: RawWadmClient
     target: str
 
     async def stats(self) -> admin_pb.GetStreamStatsResponse:
@@ -204,7 +204,7 @@ async def strict(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Strict]:
     app = await bootstrap(settings, store=DuckDBTradeStore(tmp_path / "strict.duckdb"), bus=bus, clock=clock)
     server = await start_grpc(app, "127.0.0.1:0")
     target = f"127.0.0.1:{server.port}"
-    client = WadmClient.connect(target, timeout_seconds=30)
+    client = RawWadmClient.connect(target, timeout_seconds=30)
     try:
         yield Strict(app=app, bus=bus, client=client, target=target)
     finally:

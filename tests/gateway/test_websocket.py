@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.conftest import Running
 from tests.gateway.conftest import Gatewayed
 from tests.support import make_trades
-from wadm_client import WadmClient
+from wadm_client import RawWadmClient
 from wadm_grpc.api.http import websocket
 from wadm_grpc.api.http.server import start_http
 from wadm_grpc.bootstrap import bootstrap, start_grpc
@@ -180,7 +180,7 @@ async def _gateway_before(tmp_path: Path, clock: ManualClock, *, buffer_trades: 
     settings = Settings(page_token_key=b"test-key", stream_stall_seconds=600)
     app = await bootstrap(settings, store=DuckDBTradeStore(tmp_path / "served.duckdb"), bus=bus, clock=clock)
     server = await start_grpc(app, "127.0.0.1:0")
-    client = WadmClient.connect(f"127.0.0.1:{server.port}", timeout_seconds=30)
+    client = RawWadmClient.connect(f"127.0.0.1:{server.port}", timeout_seconds=30)
     http = await start_http(target=f"127.0.0.1:{server.port}", host="127.0.0.1", port=0)
     running = Running(app=app, server=server, client=client, bus=bus)
     try:

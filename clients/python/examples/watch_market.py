@@ -1,6 +1,6 @@
-"""Example: the last candles, 24h stats and a few live trades of a symbol.
+"""Example: the last candles, 24h stats and a few live trades of a symbol (asyncio client).
 
-.venv/bin/python clients/python/examples/watch_market.py BTCUSDT --target 127.0.0.1:50051
+python clients/python/examples/watch_market.py BTCUSDT --target 127.0.0.1:50051
 """
 
 from __future__ import annotations
@@ -9,32 +9,26 @@ import argparse
 import asyncio
 
 from wadm_client import WadmClient
-from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 
 
 async def main(symbol: str, target: str, trades: int) -> None:
     async with WadmClient.connect(target) as client:
         candles = await client.get_candles(symbol, "1m", limit=5)
         print(f"{candles.symbol} 1m candles:")
-        for candle in candles.candles:
+        for candle in candles:
             state = "closed" if candle.closed else "open  "
             print(
-                f"  {candle.open_time.ToJsonString()} {state} O {candle.open} H {candle.high} L {candle.low} "
+                f"  {candle.open_time:%Y-%m-%d %H:%M} {state} O {candle.open} H {candle.high} L {candle.low} "
                 f"C {candle.close} V {candle.volume} n={candle.trade_count}"
             )
-        stats = await client.market.GetMarketStats(md.GetMarketStatsRequest(symbol=symbol))
-        s = stats.stats
+        s = await client.get_market_stats(symbol)
         print(f"24h: last {s.last_price} ({s.price_change_percent}%), volume {s.volume}, vwap {s.vwap}")
         print(f"next {trades} live trades:")
-        stream = client.market.StreamTrades(md.StreamTradesRequest(symbols=[symbol]))
         seen = 0
-        async for event in stream:
-            for trade in event.trades.trades:
-                side = "BUY " if trade.side == 1 else "SELL"
-                print(f"  {trade.time.ToJsonString()} {trade.exchange:8} {side} {trade.quantity} @ {trade.price}")
-                seen += 1
+        async for trade in client.stream_trades([symbol]):
+            print(f"  {trade.time:%H:%M:%S.%f} {trade.exchange:8} {trade.side:4} {trade.quantity} @ {trade.price}")
+            seen += 1
             if seen >= trades:
-                stream.cancel()
                 break
 
 

@@ -1,69 +1,50 @@
-"""WadmClient: one object for every RPC, with Python-friendly arguments and typed protobuf answers."""
+"""WadmClient: the asyncio client. Typed answers, typed errors, every page, streams that reconnect."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
-from datetime import datetime
 from types import TracebackType
+from typing import Any, Self
 
 import grpc
-from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
-from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2_grpc as md_grpc
-from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
-from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2_grpc as ingest_grpc
-from wadm_grpc.pb.wadm.market.v1 import trade_pb2
+from wadm_client import requests
+from wadm_client.channels import Stubs, aio_channel
+from wadm_client.errors import WadmError, from_rpc_error
+from wadm_client.models import Candles, MarketStats, Orderbook, PublishResult, SymbolInfo, Trade, multi_stats
+from wadm_client.options import DEFAULT_TARGET, ConnectOptions
+from wadm_client.pb.wadm.market.v1 import market_data_service_pb2 as md
+from wadm_client.pb.wadm.market.v1 import trade_pb2
+from wadm_client.reconnect import Backoff, OnReconnect
+from wadm_client.requests import Time
 
-Time = datetime | int  # an aware datetime, or epoch microseconds
-TIMEFRAMES = {"1m": 1, "5m": 2, "15m": 3, "30m": 4, "1h": 5, "4h": 6, "1d": 7, "1w": 8}
-WINDOWS = {"1h": 1, "4h": 2, "24h": 3, "7d": 4}
-SIDES = {"buy": trade_pb2.SIDE_BUY, "sell": trade_pb2.SIDE_SELL}
-
-
-def timestamp(value: Time) -> Timestamp:
-    """A Timestamp from an aware datetime or epoch microseconds."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("use an aware datetime (UTC)")
-        result = Timestamp()
-        result.FromDatetime(value)
-        return result
-    seconds, micros = divmod(value, 1_000_000)
-    return Timestamp(seconds=seconds, nanos=micros * 1000)
-
-
-def make_trade(
-    *, exchange: str, symbol: str, trade_id: str | int, price: str, quantity: str, side: str, time: Time
-) -> trade_pb2.Trade:
-    """A Trade message; `side` is the taker's, "buy" or "sell"."""
-    return trade_pb2.Trade(
-        exchange=exchange,
-        symbol=symbol,
-        trade_id=str(trade_id),
-        price=price,
-        quantity=quantity,
-        side=SIDES.get(side, trade_pb2.SIDE_UNSPECIFIED),
-        time=timestamp(time),
-    )
+Batch = Sequence[Trade | trade_pb2.Trade]
 
 
 class WadmClient:
-    """Async client. `async with WadmClient.connect("127.0.0.1:50051") as client: ...`."""
+    """`async with WadmClient.connect("127.0.0.1:50051") as client: candles = await client.get_candles(...)`.
 
-    def __init__(self, channel: grpc.aio.Channel, *, timeout_seconds: float = 30.0) -> None:
-        self.channel = channel
-        self.timeout_seconds = timeout_seconds
-        self.market = md_grpc.MarketDataServiceStub(channel)
-        self.ingest = ingest_grpc.TradeIngestServiceStub(channel)
+    Failed calls raise `WadmError` subclasses (`InvalidArgumentError` with `field_violations`, ...). The generated
+    stubs are `client.market`, `client.ingest` and `client.admin`, for raw protobuf.
+    """
+
+    def __init__(self, options: ConnectOptions | None = None) -> None:
+        self.options = options or ConnectOptions()
+        self.channel = aio_channel(self.options)
+        stubs = Stubs(self.channel)
+        self.market, self.ingest, self.admin = stubs.market, stubs.ingest, stubs.admin
 
     @classmethod
-    def connect(cls, target: str, *, timeout_seconds: float = 30.0) -> WadmClient:
-        """A client on a plaintext channel to `target` ("host:port")."""
-        return cls(grpc.aio.insecure_channel(target), timeout_seconds=timeout_seconds)
+    def connect(cls, target: str = DEFAULT_TARGET, **options: Any) -> Self:
+        """A client of `target` ("host:port"); `options` are ConnectOptions' fields (api_key, tls, ca_file, ...)."""
+        return cls(ConnectOptions(target=target, **options))
 
-    async def __aenter__(self) -> WadmClient:
+    @property
+    def timeout_seconds(self) -> float | None:
+        return self.options.timeout_seconds
+
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -75,6 +56,9 @@ class WadmClient:
         """Close the channel."""
         await self.channel.close()
 
+    def _call(self) -> dict[str, Any]:
+        return {"timeout": self.options.timeout_seconds, "metadata": self.options.metadata()}
+
     async def get_candles(
         self,
         symbol: str,
@@ -85,44 +69,128 @@ class WadmClient:
         end: Time | None = None,
         limit: int | None = None,
         fill_gaps: bool = False,
-    ) -> md.GetCandlesResponse:
-        """Candles, oldest first; `timeframe` as "1m".."1w" or the enum number."""
-        request = md.GetCandlesRequest(
-            symbol=symbol,
-            timeframe=TIMEFRAMES[timeframe] if isinstance(timeframe, str) else timeframe,  # type: ignore[arg-type]
-            exchanges=exchanges,
-            fill_gaps=fill_gaps,
+    ) -> Candles:
+        """Candles, oldest first; `timeframe` "1m".."1w"; no bounds: the newest `limit` (server default 500)."""
+        request = requests.candles(
+            symbol, timeframe, exchanges=exchanges, start=start, end=end, limit=limit, fill_gaps=fill_gaps
         )
-        if start is not None:
-            request.start_time.CopyFrom(timestamp(start))
-        if end is not None:
-            request.end_time.CopyFrom(timestamp(end))
-        if limit is not None:
-            request.limit = limit
-        return await self.market.GetCandles(request, timeout=self.timeout_seconds)
+        try:
+            return Candles.from_pb(await self.market.GetCandles(request, **self._call()))
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
 
-    async def list_symbols(self, *, exchanges: Sequence[str] = ()) -> md.ListSymbolsResponse:
+    async def list_symbols(self, *, exchanges: Sequence[str] = ()) -> list[SymbolInfo]:
         """Symbols with trades."""
-        return await self.market.ListSymbols(md.ListSymbolsRequest(exchanges=exchanges), timeout=self.timeout_seconds)
+        try:
+            response = await self.market.ListSymbols(md.ListSymbolsRequest(exchanges=exchanges), **self._call())
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+        return [SymbolInfo.from_pb(s) for s in response.symbols]
 
-    async def publish_trades(
-        self, batches: Iterable[Sequence[trade_pb2.Trade]] | AsyncIterable[Sequence[trade_pb2.Trade]]
-    ) -> ingest_pb.PublishTradesResponse:
-        """Send batches of trades over one PublishTrades stream."""
+    async def get_market_stats(
+        self, symbol: str, *, window: str | int | None = None, exchanges: Sequence[str] = ()
+    ) -> MarketStats:
+        """Rolling stats of one symbol; `window` "1h", "4h", "24h" (default) or "7d"."""
+        request = requests.stats(symbol, period=window, exchanges=exchanges)
+        try:
+            return MarketStats.from_pb((await self.market.GetMarketStats(request, **self._call())).stats)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
 
-        async def requests() -> AsyncIterator[ingest_pb.PublishTradesRequest]:
+    async def get_multi_stats(
+        self, symbols: Sequence[str], *, window: str | int | None = None, exchanges: Sequence[str] = ()
+    ) -> dict[str, MarketStats | None]:
+        """Stats of 1-20 symbols in request order; None for a symbol without trades in the window."""
+        request = requests.multi_stats(symbols, period=window, exchanges=exchanges)
+        try:
+            return multi_stats(await self.market.GetMultiStats(request, **self._call()))
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+
+    async def get_orderbook(self, symbol: str, *, depth: int | None = None, exchanges: Sequence[str] = ()) -> Orderbook:
+        """The simulated book, `depth` (1-100, server default 20) levels a side."""
+        request = requests.orderbook(symbol, depth=depth, exchanges=exchanges)
+        try:
+            return Orderbook.from_pb(await self.market.GetOrderbook(request, **self._call()))
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+
+    async def list_trades(
+        self,
+        symbol: str,
+        *,
+        exchanges: Sequence[str] = (),
+        start: Time | None = None,
+        end: Time | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[Trade]:
+        """Every trade of the range, newest first, fetching page after page."""
+        request = requests.trades(symbol, exchanges=exchanges, start=start, end=end, page_size=page_size)
+        while True:
+            try:
+                response = await self.market.ListTrades(request, **self._call())
+            except grpc.RpcError as error:
+                raise from_rpc_error(error) from error
+            for trade in response.trades:
+                yield Trade.from_pb(trade)
+            if not response.next_page_token:
+                return
+            request.page_token = response.next_page_token
+
+    async def stream_trades(
+        self,
+        symbols: Sequence[str],
+        *,
+        exchanges: Sequence[str] = (),
+        heartbeat_seconds: float | None = None,
+        reconnect: bool = True,
+        backoff: Backoff | None = None,
+        on_reconnect: OnReconnect | None = None,
+    ) -> AsyncIterator[Trade]:
+        """Live trades as they are ingested, for as long as you iterate.
+
+        On UNAVAILABLE (transport lost, server restarting) or RESOURCE_EXHAUSTED (cut off as too slow) it reconnects
+        by itself after `backoff` (exponential, jittered, at least the server's RetryInfo), calling `on_reconnect`.
+        StreamTrades has no resume token yet: trades ingested while disconnected are not replayed (a gap is possible;
+        fill it with `list_trades` over the gap if it matters).
+        """
+        backoff = backoff or Backoff()
+        resume_token: str | None = None  # RESUME: the last event's token, once StreamTrades has them
+        while True:
+            request = requests.stream(
+                symbols, exchanges=exchanges, heartbeat_seconds=heartbeat_seconds, resume=resume_token
+            )
+            call = self.market.StreamTrades(request, metadata=self.options.metadata())
+            try:
+                async for event in call:
+                    backoff.reset()
+                    for trade in event.trades.trades:
+                        yield Trade.from_pb(trade)
+                return
+            except grpc.RpcError as error:
+                failure: WadmError = from_rpc_error(error)
+                delay = backoff.next_delay(failure) if reconnect else None
+                if delay is None:
+                    raise failure from error
+                if on_reconnect is not None:
+                    on_reconnect(failure, delay)
+                await asyncio.sleep(delay)
+            finally:
+                call.cancel()
+
+    async def publish_trades(self, batches: Iterable[Batch] | AsyncIterable[Batch]) -> PublishResult:
+        """Send batches of trades (1-10,000 each) over one PublishTrades stream; idempotent on trade ids."""
+
+        async def messages() -> AsyncIterator[Any]:
             if isinstance(batches, AsyncIterable):
                 async for batch in batches:
-                    yield ingest_pb.PublishTradesRequest(trades=batch)
+                    yield requests.publish_request(batch)
             else:
                 for batch in batches:
-                    yield ingest_pb.PublishTradesRequest(trades=batch)
+                    yield requests.publish_request(batch)
 
-        return await self.ingest.PublishTrades(requests(), timeout=self.timeout_seconds)
-
-
-def duration(seconds: float) -> Duration:
-    """A Duration of `seconds`."""
-    result = Duration()
-    result.FromNanoseconds(int(seconds * 1e9))
-    return result
+        try:
+            r = await self.ingest.PublishTrades(messages(), **self._call())
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+        return PublishResult(r.accepted_count, r.duplicate_count, r.batch_count)

@@ -5,7 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
-from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as _trade_ingest_service_pb2
+from wadm_client.pb.wadm.market.v1 import trade_ingest_service_pb2 as _trade_ingest_service_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys

@@ -11,7 +11,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import status_pb2 as _status_pb2
-from wadm_grpc.pb.wadm.market.v1 import trade_pb2 as _trade_pb2
+from wadm_client.pb.wadm.market.v1 import trade_pb2 as _trade_pb2
 import builtins as _builtins
 import sys
 import typing as _typing

@@ -1,0 +1,43 @@
+"""When and how long a live stream waits before it reconnects: exponential backoff with full jitter."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from wadm_client.errors import WadmError
+
+# Transport trouble and server restarts (UNAVAILABLE), and a server that cut a slow reader off (RESOURCE_EXHAUSTED,
+# with RetryInfo): worth reconnecting. Anything else (a bad request, a missing key) would fail again the same way.
+RECONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+OnReconnect = Callable[[WadmError, float], None]  # (why, seconds until the next attempt)
+
+
+@dataclass
+class Backoff:
+    """Delays of successive reconnects: `initial_seconds` doubling up to `max_seconds`, each drawn in [0, delay]
+    (full jitter, so many clients cut off at once do not come back at once), never below the server's RetryInfo."""
+
+    initial_seconds: float = 0.5
+    max_seconds: float = 30.0
+    max_attempts: int | None = None  # consecutive failed attempts before giving up (None: never)
+    attempts: int = 0
+    random: Callable[[float, float], float] = field(default=random.uniform, repr=False)
+
+    def reset(self) -> None:
+        """The stream delivered something: start again from the initial delay."""
+        self.attempts = 0
+
+    def next_delay(self, error: WadmError) -> float | None:
+        """Seconds to wait before reconnecting after `error`; None to give up and raise it."""
+        if error.code not in RECONNECT_CODES:
+            return None
+        if self.max_attempts is not None and self.attempts >= self.max_attempts:
+            return None
+        ceiling = min(self.max_seconds, self.initial_seconds * 2**self.attempts)
+        self.attempts += 1
+        delay = self.random(0.0, ceiling)
+        return max(delay, error.retry_after_seconds or 0.0)

@@ -1,0 +1,188 @@
+"""WadmSyncClient: the blocking client, with the same methods, names and answers as WadmClient."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import grpc
+
+from wadm_client import requests
+from wadm_client.channels import Stubs, sync_channel
+from wadm_client.errors import WadmError, from_rpc_error
+from wadm_client.models import Candles, MarketStats, Orderbook, PublishResult, SymbolInfo, Trade, multi_stats
+from wadm_client.options import DEFAULT_TARGET, ConnectOptions
+from wadm_client.pb.wadm.market.v1 import market_data_service_pb2 as md
+from wadm_client.pb.wadm.market.v1 import trade_pb2
+from wadm_client.reconnect import Backoff, OnReconnect
+from wadm_client.requests import Time
+
+Batch = Sequence[Trade | trade_pb2.Trade]
+
+
+class WadmSyncClient:
+    """`with WadmSyncClient.connect("127.0.0.1:50051") as client: candles = client.get_candles(...)`.
+
+    Failed calls raise `WadmError` subclasses (`InvalidArgumentError` with `field_violations`, ...). The generated
+    stubs are `client.market`, `client.ingest` and `client.admin`, for raw protobuf.
+    """
+
+    def __init__(self, options: ConnectOptions | None = None) -> None:
+        self.options = options or ConnectOptions()
+        self.channel = sync_channel(self.options)
+        stubs = Stubs(self.channel)
+        self.market, self.ingest, self.admin = stubs.market, stubs.ingest, stubs.admin
+
+    @classmethod
+    def connect(cls, target: str = DEFAULT_TARGET, **options: Any) -> Self:
+        """A client of `target` ("host:port"); `options` are ConnectOptions' fields (api_key, tls, ca_file, ...)."""
+        return cls(ConnectOptions(target=target, **options))
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        return self.options.timeout_seconds
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the channel."""
+        self.channel.close()
+
+    def _call(self) -> dict[str, Any]:
+        return {"timeout": self.options.timeout_seconds, "metadata": self.options.metadata()}
+
+    def get_candles(
+        self,
+        symbol: str,
+        timeframe: str | int,
+        *,
+        exchanges: Sequence[str] = (),
+        start: Time | None = None,
+        end: Time | None = None,
+        limit: int | None = None,
+        fill_gaps: bool = False,
+    ) -> Candles:
+        """Candles, oldest first; `timeframe` "1m".."1w"; no bounds: the newest `limit` (server default 500)."""
+        request = requests.candles(
+            symbol, timeframe, exchanges=exchanges, start=start, end=end, limit=limit, fill_gaps=fill_gaps
+        )
+        try:
+            return Candles.from_pb(self.market.GetCandles(request, **self._call()))
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+
+    def list_symbols(self, *, exchanges: Sequence[str] = ()) -> list[SymbolInfo]:
+        """Symbols with trades."""
+        try:
+            response = self.market.ListSymbols(md.ListSymbolsRequest(exchanges=exchanges), **self._call())
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+        return [SymbolInfo.from_pb(s) for s in response.symbols]
+
+    def get_market_stats(
+        self, symbol: str, *, window: str | int | None = None, exchanges: Sequence[str] = ()
+    ) -> MarketStats:
+        """Rolling stats of one symbol; `window` "1h", "4h", "24h" (default) or "7d"."""
+        request = requests.stats(symbol, period=window, exchanges=exchanges)
+        try:
+            return MarketStats.from_pb((self.market.GetMarketStats(request, **self._call())).stats)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+
+    def get_multi_stats(
+        self, symbols: Sequence[str], *, window: str | int | None = None, exchanges: Sequence[str] = ()
+    ) -> dict[str, MarketStats | None]:
+        """Stats of 1-20 symbols in request order; None for a symbol without trades in the window."""
+        request = requests.multi_stats(symbols, period=window, exchanges=exchanges)
+        try:
+            return multi_stats(self.market.GetMultiStats(request, **self._call()))
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+
+    def get_orderbook(self, symbol: str, *, depth: int | None = None, exchanges: Sequence[str] = ()) -> Orderbook:
+        """The simulated book, `depth` (1-100, server default 20) levels a side."""
+        request = requests.orderbook(symbol, depth=depth, exchanges=exchanges)
+        try:
+            return Orderbook.from_pb(self.market.GetOrderbook(request, **self._call()))
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+
+    def list_trades(
+        self,
+        symbol: str,
+        *,
+        exchanges: Sequence[str] = (),
+        start: Time | None = None,
+        end: Time | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[Trade]:
+        """Every trade of the range, newest first, fetching page after page."""
+        request = requests.trades(symbol, exchanges=exchanges, start=start, end=end, page_size=page_size)
+        while True:
+            try:
+                response = self.market.ListTrades(request, **self._call())
+            except grpc.RpcError as error:
+                raise from_rpc_error(error) from error
+            for trade in response.trades:
+                yield Trade.from_pb(trade)
+            if not response.next_page_token:
+                return
+            request.page_token = response.next_page_token
+
+    def stream_trades(
+        self,
+        symbols: Sequence[str],
+        *,
+        exchanges: Sequence[str] = (),
+        heartbeat_seconds: float | None = None,
+        reconnect: bool = True,
+        backoff: Backoff | None = None,
+        on_reconnect: OnReconnect | None = None,
+    ) -> Iterator[Trade]:
+        """Live trades as they are ingested, for as long as you iterate.
+
+        On UNAVAILABLE (transport lost, server restarting) or RESOURCE_EXHAUSTED (cut off as too slow) it reconnects
+        by itself after `backoff` (exponential, jittered, at least the server's RetryInfo), calling `on_reconnect`.
+        StreamTrades has no resume token yet: trades ingested while disconnected are not replayed (a gap is possible;
+        fill it with `list_trades` over the gap if it matters).
+        """
+        backoff = backoff or Backoff()
+        resume_token: str | None = None  # RESUME: the last event's token, once StreamTrades has them
+        while True:
+            request = requests.stream(
+                symbols, exchanges=exchanges, heartbeat_seconds=heartbeat_seconds, resume=resume_token
+            )
+            call = self.market.StreamTrades(request, metadata=self.options.metadata())
+            try:
+                for event in call:
+                    backoff.reset()
+                    for trade in event.trades.trades:
+                        yield Trade.from_pb(trade)
+                return
+            except grpc.RpcError as error:
+                failure: WadmError = from_rpc_error(error)
+                delay = backoff.next_delay(failure) if reconnect else None
+                if delay is None:
+                    raise failure from error
+                if on_reconnect is not None:
+                    on_reconnect(failure, delay)
+                time.sleep(delay)
+            finally:
+                call.cancel()
+
+    def publish_trades(self, batches: Iterable[Batch]) -> PublishResult:
+        """Send batches of trades (1-10,000 each) over one PublishTrades stream; idempotent on trade ids."""
+        messages = (requests.publish_request(batch) for batch in batches)
+        try:
+            r = self.ingest.PublishTrades(messages, **self._call())
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+        return PublishResult(r.accepted_count, r.duplicate_count, r.batch_count)
