@@ -28,7 +28,7 @@ from bench.datasets import Datasets
 from bench.interleave import UNCACHED
 from bench.processes import wadm_server
 from bench.report import SectionResult, Table, ms, percentile, ratio, times, whole
-from wadm_client import WadmClient
+from wadm_client import RawWadmClient
 from wadm_grpc.domain.trade_batch import TradeColumns
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2_grpc as ingest_grpc
@@ -126,7 +126,7 @@ async def _service(requests: list[ingest_pb.PublishTradesRequest], path: Path) -
 
 
 async def _candle_latencies(
-    client: WadmClient, *, calls: int | None = None, until: asyncio.Future[float] | None = None
+    client: RawWadmClient, *, calls: int | None = None, until: asyncio.Future[float] | None = None
 ) -> list[float]:
     latencies: list[float] = []
     while (calls is not None and len(latencies) < calls) or (until is not None and not until.done()):
@@ -144,7 +144,7 @@ async def _reads_during_ingest(
     shutil.copyfile(dataset.path, path)
     async with (
         wadm_server("wadm-ingest-reads", path, UNCACHED) as server,
-        WadmClient.connect(server.target, timeout_seconds=60) as client,
+        RawWadmClient.connect(server.target, timeout_seconds=60) as client,
     ):
         await _candle_latencies(client, calls=20)  # warm-up
         idle = await _candle_latencies(client, calls=IDLE_CALLS)
