@@ -46,18 +46,24 @@ def seeded_trades(now_us: int, seed: int = 13) -> dict[str, list[trade_pb2.Trade
 
 
 @contextmanager
-def wadm_server(tmp: Path, *, port: int = 0, store: Path | None = None) -> Iterator[ServerProcess]:
-    """The server, serving once its 'wadm-grpc started' log line is out; killed on exit."""
+def wadm_server(
+    tmp: Path, *, port: int = 0, store: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """The server, serving once its 'wadm-grpc started' log line is out; killed on exit. `env`: more settings."""
     log = tmp / f"server-{time.monotonic_ns()}.log"
-    env = os.environ | {
-        "WADM_PORT": str(port),
-        "WADM_STORE": f"duckdb:{store or tmp / 'wadm.duckdb'}",
-        "WADM_DEMO_FEED": "false",
-        "WADM_HTTP": "false",
-        "WADM_DRAIN_SECONDS": "0",
-        "WADM_GRACE_SECONDS": "1",
-        "WADM_LOG_FORMAT": "json",
-    }
+    env = (
+        os.environ
+        | {
+            "WADM_PORT": str(port),
+            "WADM_STORE": f"duckdb:{store or tmp / 'wadm.duckdb'}",
+            "WADM_DEMO_FEED": "false",
+            "WADM_HTTP": "false",
+            "WADM_DRAIN_SECONDS": "0",
+            "WADM_GRACE_SECONDS": "1",
+            "WADM_LOG_FORMAT": "json",
+        }
+        | (env or {})
+    )
     with log.open("wb") as sink:
         process = subprocess.Popen([sys.executable, "-m", "wadm_grpc", "serve"], env=env, stderr=sink)
     try:
