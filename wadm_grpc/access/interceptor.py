@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -21,6 +21,7 @@ from wadm_grpc.access.limiter import Decision
 from wadm_grpc.access.methods import weight
 from wadm_grpc.access.policy import AccessPolicy, Caller, RateLimitedError
 from wadm_grpc.api.grpc.errors import Context, abort
+from wadm_grpc.api.grpc.wrapping import WrappingInterceptor, behavior_attribute
 from wadm_grpc.domain.errors import WadmError
 from wadm_grpc.services.shedding import call_deadline, call_method
 
@@ -83,31 +84,15 @@ class _Context:
         return getattr(self._context, name)
 
 
-class AccessInterceptor(grpc.aio.ServerInterceptor):
+class AccessInterceptor(WrappingInterceptor):
     """Wraps every handler once with the policy's checks."""
 
     def __init__(self, policy: AccessPolicy) -> None:
+        super().__init__()
         self.policy = policy
-        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        found = self._wrapped.get(method)
-        if found is None or found[0] is not handler:
-            found = (handler, self._wrap(handler, method))
-            self._wrapped[method] = found
-        return found[1]
-
-    def _wrap(self, handler: Handler, method: str) -> Handler:
-        kind = "stream" if handler.request_streaming else "unary"
-        attribute = f"{kind}_{'stream' if handler.response_streaming else 'unary'}"
+    def wrap(self, handler: Handler, method: str) -> Handler:
+        attribute = behavior_attribute(handler)
         behavior = getattr(handler, attribute)
         wrapped = self._guard(method, behavior, request_streaming=handler.request_streaming)
         replaced: Handler = handler._replace(**{attribute: wrapped})  # type: ignore[attr-defined]

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from wadm_grpc.api.grpc.errors import Context, abort
+from wadm_grpc.api.grpc.wrapping import WrappingInterceptor, behavior_attribute
 from wadm_grpc.domain.errors import InvalidArgumentError
 
 log = logging.getLogger("wadm_grpc.api")
@@ -105,9 +106,7 @@ def guarded(handler: Handler, method: str) -> Handler:
     """`handler` with a deserializer that cannot raise and a behaviour that answers malformed messages."""
     if handler.request_deserializer is None:  # raw bytes in: nothing to decode
         return handler
-    kind = "unary" if not handler.request_streaming else "stream"
-    response = "stream" if handler.response_streaming else "unary"
-    attribute = f"{kind}_{response}"
+    attribute = behavior_attribute(handler)
     behavior = getattr(handler, attribute)
     wrap = _stream_request if handler.request_streaming else _unary_request
     replaced: Handler = handler._replace(  # type: ignore[attr-defined]
@@ -116,23 +115,8 @@ def guarded(handler: Handler, method: str) -> Handler:
     return replaced
 
 
-class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
+class MalformedRequestInterceptor(WrappingInterceptor):
     """Applies `guarded` to every method handler the server finds."""
 
-    def __init__(self) -> None:
-        self._guarded: dict[str, tuple[Handler, Handler]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        found = self._guarded.get(method)
-        if found is None or found[0] is not handler:  # wrap each real handler once
-            found = (handler, guarded(handler, method.rsplit("/", 1)[-1]))
-            self._guarded[method] = found
-        return found[1]
+    def wrap(self, handler: Handler, method: str) -> Handler:
+        return guarded(handler, method.rsplit("/", 1)[-1])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ import grpc
 
 from wadm_grpc.api.access_log import log_call, log_forwarded
 from wadm_grpc.api.grpc.errors import Context
+from wadm_grpc.api.grpc.wrapping import WrappingInterceptor, behavior_attribute
 from wadm_grpc.logs import REQUEST_ID, request_id_from
 from wadm_grpc.metrics.registry import Metrics
 
@@ -78,38 +79,21 @@ def _code_name(context: Context, error: BaseException | None) -> str:
     return "UNKNOWN" if error is not None and not isinstance(error, grpc.aio.AbortError) else "OK"
 
 
-class ObservingInterceptor(grpc.aio.ServerInterceptor):
+class ObservingInterceptor(WrappingInterceptor):
     """Wraps every method handler once (outermost): request id, metrics, access log."""
 
     def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
         self._metrics = metrics
-        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
-        found = self._wrapped.get(method)
-        if found is None or found[0] is not handler:
-            found = (handler, self._wrap(handler, method))
-            self._wrapped[method] = found
-        return found[1]
-
-    def _wrap(self, handler: Handler, path: str) -> Handler:
+    def wrap(self, handler: Handler, path: str) -> Handler:
         service, _, method = path.lstrip("/").rpartition("/")
         kind = (
             ("bidi_stream" if handler.response_streaming else "client_stream")
             if handler.request_streaming
             else ("server_stream" if handler.response_streaming else "unary")
         )
-        into = "stream" if handler.request_streaming else "unary"
-        out = "stream" if handler.response_streaming else "unary"
-        attribute = f"{into}_{out}"
+        attribute = behavior_attribute(handler)
         behavior = getattr(handler, attribute)
         observe = _Observer(self._metrics, kind, service, method, streaming=method in TRADE_STREAMS)
         wrapped_behavior: Callable[..., Any]
