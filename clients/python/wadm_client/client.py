@@ -4,60 +4,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import grpc
 
 from wadm_client import requests
-from wadm_client.channels import Stubs, aio_channel
-from wadm_client.errors import WadmError, from_rpc_error
+from wadm_client.channels import AsyncConnection
+from wadm_client.errors import from_rpc_error
 from wadm_client.models import Candles, MarketStats, Orderbook, PublishResult, SymbolInfo, Trade, multi_stats
-from wadm_client.options import DEFAULT_TARGET, ConnectOptions
 from wadm_client.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_client.pb.wadm.market.v1 import trade_pb2
-from wadm_client.reconnect import Backoff, OnReconnect
+from wadm_client.reconnect import Backoff, OnReconnect, delay_before_reconnect
 from wadm_client.requests import Time
 
 Batch = Sequence[Trade | trade_pb2.Trade]
 
 
-class WadmClient:
+class WadmClient(AsyncConnection):
     """`async with WadmClient.connect("127.0.0.1:50051") as client: candles = await client.get_candles(...)`.
 
     Failed calls raise `WadmError` subclasses (`InvalidArgumentError` with `field_violations`, ...). The generated
     stubs are `client.market`, `client.ingest` and `client.admin`, for raw protobuf.
     """
-
-    def __init__(self, options: ConnectOptions | None = None) -> None:
-        self.options = options or ConnectOptions()
-        self.channel = aio_channel(self.options)
-        stubs = Stubs(self.channel)
-        self.market, self.ingest, self.admin = stubs.market, stubs.ingest, stubs.admin
-
-    @classmethod
-    def connect(cls, target: str = DEFAULT_TARGET, **options: Any) -> Self:
-        """A client of `target` ("host:port"); `options` are ConnectOptions' fields (api_key, tls, ca_file, ...)."""
-        return cls(ConnectOptions(target=target, **options))
-
-    @property
-    def timeout_seconds(self) -> float | None:
-        return self.options.timeout_seconds
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the channel."""
-        await self.channel.close()
-
-    def _call(self) -> dict[str, Any]:
-        return {"timeout": self.options.timeout_seconds, "metadata": self.options.metadata()}
 
     async def get_candles(
         self,
@@ -168,13 +136,9 @@ class WadmClient:
                         yield Trade.from_pb(trade)
                 return
             except grpc.RpcError as error:
-                failure: WadmError = from_rpc_error(error)
-                delay = backoff.next_delay(failure) if reconnect else None
-                if delay is None:
-                    raise failure from error
-                if on_reconnect is not None:
-                    on_reconnect(failure, delay)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(
+                    delay_before_reconnect(error, backoff, reconnect=reconnect, on_reconnect=on_reconnect)
+                )
             finally:
                 call.cancel()
 

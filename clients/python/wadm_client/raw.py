@@ -3,47 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
-from types import TracebackType
-from typing import Any, Self
 
 from wadm_client import requests
-from wadm_client.channels import Stubs, aio_channel
-from wadm_client.options import DEFAULT_TARGET, ConnectOptions
+from wadm_client.channels import AsyncConnection
 from wadm_client.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_client.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
 from wadm_client.pb.wadm.market.v1 import trade_pb2
 from wadm_client.requests import Time
 
 
-class RawWadmClient:
+class RawWadmClient(AsyncConnection):
     """`async with RawWadmClient.connect(target) as c: ...`: generated messages in, grpc.aio.AioRpcError out."""
-
-    def __init__(self, options: ConnectOptions | None = None) -> None:
-        self.options = options or ConnectOptions()
-        self.channel = aio_channel(self.options)
-        stubs = Stubs(self.channel)
-        self.market, self.ingest, self.admin = stubs.market, stubs.ingest, stubs.admin
-
-    @classmethod
-    def connect(cls, target: str = DEFAULT_TARGET, **options: Any) -> Self:
-        """A client of `target` ("host:port"); `options` are ConnectOptions' fields."""
-        return cls(ConnectOptions(target=target, **options))
-
-    @property
-    def timeout_seconds(self) -> float | None:
-        return self.options.timeout_seconds
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the channel."""
-        await self.channel.close()
 
     async def get_candles(
         self,

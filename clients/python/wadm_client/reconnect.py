@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from wadm_client.errors import WadmError
+from wadm_client.errors import WadmError, from_rpc_error
 
 # Transport trouble and server restarts (UNAVAILABLE), and a server that cut a slow reader off (RESOURCE_EXHAUSTED,
 # with RetryInfo): worth reconnecting. Anything else (a bad request, a missing key) would fail again the same way.
@@ -41,3 +41,17 @@ class Backoff:
         self.attempts += 1
         delay = self.random(0.0, ceiling)
         return max(delay, error.retry_after_seconds or 0.0)
+
+
+def delay_before_reconnect(
+    error: grpc.RpcError, backoff: Backoff, *, reconnect: bool, on_reconnect: OnReconnect | None
+) -> float:
+    """Seconds to wait before reconnecting after `error`, told to `on_reconnect`; raises the typed error instead
+    when it is not worth reconnecting (or `reconnect` is off, or the attempts are spent)."""
+    failure = from_rpc_error(error)
+    delay = backoff.next_delay(failure) if reconnect else None
+    if delay is None:
+        raise failure from error
+    if on_reconnect is not None:
+        on_reconnect(failure, delay)
+    return delay
