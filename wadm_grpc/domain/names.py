@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from wadm_grpc.domain.errors import FieldViolation, InvalidArgumentError, Violations, quoted
 
@@ -60,6 +60,20 @@ def check_exchanges(exchanges: Iterable[str], problems: Violations) -> tuple[str
     except InvalidArgumentError as error:
         problems.extend(error)
         return ()
+
+
+def check_symbols(symbols: Sequence[str], problems: Violations) -> list[str]:
+    """Normalised symbols of a stream subscription, in order (at least one); what is wrong goes into `problems`,
+    naming each `symbols[i]`."""
+    names = []
+    for index, raw in enumerate(symbols):
+        name, problem = symbol_problem(raw)
+        if problem:
+            problems.add(f"symbols[{index}]", problem)
+        names.append(name)
+    if not symbols:
+        problems.add("symbols", "needs at least one symbol")
+    return names
 
 
 def check_market(symbol: str, exchanges: Iterable[str], problems: Violations) -> tuple[str, tuple[str, ...]]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from wadm_grpc.domain.errors import ResourceExhaustedError, Violations, WadmError
-from wadm_grpc.domain.names import check_exchanges, symbol_problem
+from wadm_grpc.domain.names import check_exchanges, check_symbols
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.ports import Clock, Subscription, TradeBus
 from wadm_grpc.services.trade_subscriptions import (
@@ -115,15 +115,8 @@ class StreamService:
     def check(symbols: Sequence[str], exchanges: Sequence[str], heartbeat_seconds: float | None) -> StreamRequest:
         """The request, or InvalidArgumentError naming every problem."""
         problems = Violations()
-        names: set[str] = set()
-        for index, raw in enumerate(symbols):
-            name, problem = symbol_problem(raw)
-            if problem:
-                problems.add(f"symbols[{index}]", problem)
-            names.add(name)
-        if not symbols:
-            problems.add("symbols", "needs at least one symbol")
-        elif len(names) > MAX_SYMBOLS:
+        names = set(check_symbols(symbols, problems))
+        if len(names) > MAX_SYMBOLS:
             problems.add("symbols", f"at most {MAX_SYMBOLS} symbols per stream, got {len(names)}")
         selected = check_exchanges(exchanges, problems)
         interval = DEFAULT_HEARTBEAT_SECONDS if heartbeat_seconds is None else heartbeat_seconds

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wadm_grpc.domain.errors import Violations, WadmError
-from wadm_grpc.domain.names import check_exchanges, symbol_problem
+from wadm_grpc.domain.names import check_exchanges, check_symbols
 from wadm_grpc.domain.trade import Trade
 
 MAX_SUBSCRIBED_SYMBOLS = 100
@@ -55,18 +55,6 @@ class Pong:
 Command = Subscribe | Unsubscribe | Ping | Refused
 
 
-def _symbols(raw: Sequence[str], problems: Violations) -> list[str]:
-    names = []
-    for index, value in enumerate(raw):
-        name, problem = symbol_problem(value)
-        if problem:
-            problems.add(f"symbols[{index}]", problem)
-        names.append(name)
-    if not raw:
-        problems.add("symbols", "needs at least one symbol")
-    return names
-
-
 class SymbolSelection:
     """The symbols of one stream, each with its own exchange filter (empty: every exchange)."""
 
@@ -93,7 +81,7 @@ class SymbolSelection:
     def subscribe(self, command: Subscribe, problems: Violations) -> None:
         """Add the command's symbols (replacing the exchanges of those already there), or raise
         InvalidArgumentError naming every problem, those already in `problems` too (and change nothing)."""
-        names = _symbols(command.symbols, problems)
+        names = check_symbols(command.symbols, problems)
         exchanges = frozenset(check_exchanges(command.exchanges, problems))
         total = len(self._exchanges.keys() | set(names))
         if total > MAX_SUBSCRIBED_SYMBOLS:
@@ -105,7 +93,7 @@ class SymbolSelection:
     def unsubscribe(self, command: Unsubscribe) -> None:
         """Remove the command's symbols, or raise InvalidArgumentError (and change nothing)."""
         problems = Violations()
-        names = _symbols(command.symbols, problems)
+        names = check_symbols(command.symbols, problems)
         problems.raise_if_any()
         for name in names:
             self._exchanges.pop(name, None)
