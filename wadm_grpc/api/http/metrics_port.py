@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import uvicorn
 from google.rpc import code_pb2
@@ -16,8 +15,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from wadm_grpc.api.http.errors import error_response, simple_status
-from wadm_grpc.api.http.server import _Uvicorn, bind_socket
-from wadm_grpc.api.tls import TlsFiles, reloading_server_context
+from wadm_grpc.api.http.server import _Uvicorn, bind_socket, uvicorn_tls_options
+from wadm_grpc.api.tls import TlsFiles
 from wadm_grpc.metrics.scrape import Scrape
 
 
@@ -52,14 +51,9 @@ async def serve_metrics(
 
     app = Starlette(routes=[Route("/metrics", metrics, methods=["GET"])])
     app.router.default = elsewhere
-    options: dict[str, Any] = {}
-    if tls is not None:
-        options = {
-            "ssl_certfile": str(tls.cert),
-            "ssl_keyfile": str(tls.key),
-            "ssl_context_factory": lambda config, default: reloading_server_context(tls),
-        }
-    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False, server_header=False, **options)
+    config = uvicorn.Config(
+        app, lifespan="off", log_config=None, access_log=False, server_header=False, **uvicorn_tls_options(tls)
+    )
     server = _Uvicorn(config)
     sock = bind_socket(host, port, reuse_port=reuse_port)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="metrics-server")

@@ -77,6 +77,18 @@ class HttpServer:
             await self.upstream.close()
 
 
+def uvicorn_tls_options(tls: TlsFiles | None) -> dict[str, Any]:
+    """uvicorn's options for HTTPS with `tls` (none for plaintext): its own file options, and a context factory
+    for the reloading context (api/tls.py)."""
+    if tls is None:
+        return {}
+    return {
+        "ssl_certfile": str(tls.cert),
+        "ssl_keyfile": str(tls.key),
+        "ssl_context_factory": lambda config, default: reloading_server_context(tls),
+    }
+
+
 async def start_http(
     *,
     target: str,
@@ -99,17 +111,9 @@ async def start_http(
         upstream = Upstream(target, credentials=upstream_tls.credentials(), options=upstream_tls.channel_options())
     asgi = build_app(upstream, cors_origins=cors_origins, metrics=metrics, scrape=scrape)
     sock = bind_socket(host, port, reuse_port=reuse_port)
-    ssl_options: dict[str, Any] = {}
-    if tls is not None:
-        # uvicorn's own options, and a context factory for the reloading context (api/tls.py).
-        ssl_options = {
-            "ssl_certfile": str(tls.cert),
-            "ssl_keyfile": str(tls.key),
-            "ssl_context_factory": lambda config, default: reloading_server_context(tls),
-        }
     config = uvicorn.Config(
         asgi,
-        **ssl_options,
+        **uvicorn_tls_options(tls),
         lifespan="off",
         log_config=None,
         access_log=False,
