@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 
 import grpc
@@ -110,7 +111,7 @@ async def test_every_final_equals_get_candles_and_the_official_kline(served: Run
             closed_at[open_time] = index
     progress = [c for c in received if not c.closed]
     assert progress, "in-progress updates were sent"
-    for earlier, later in zip(progress, progress[1:], strict=False):
+    for earlier, later in itertools.pairwise(progress):
         if earlier.open_time == later.open_time:
             assert later.trade_count >= earlier.trade_count
 
