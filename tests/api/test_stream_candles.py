@@ -205,3 +205,14 @@ async def test_streams_of_one_key_share_one_computation(served: Running, clock: 
     assert len(set(firsts)) == 1
     for stream in [*streams, other]:
         stream.cancel()
+
+
+async def test_shutdown_ends_the_stream_with_unavailable(served: Running, clock: ManualClock) -> None:
+    clock.set(T0)
+    stream = open_candles(served)
+    await stream.initial_metadata()
+    await served.bus.close()  # what App.close does first at shutdown
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async with asyncio.timeout(30):
+            await stream.read()
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
