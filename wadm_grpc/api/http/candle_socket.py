@@ -69,12 +69,14 @@ def candle_entries(value: object, problems: Violations) -> list[tuple[CandleKey,
 class CandleSubscriptions:
     """The candle streams of one socket."""
 
-    def __init__(self, upstream: Upstream, metadata: list[tuple[str, str]], send: Send) -> None:
+    def __init__(
+        self, upstream: Upstream, metadata: list[tuple[str, str]], send: Send, renderer: StreamRenderer[str]
+    ) -> None:
         self._upstream = upstream
         self._metadata = metadata
         self._send = send
         self._streams: dict[CandleKey, asyncio.Task[None]] = {}
-        self._renderer: StreamRenderer[str] = StreamRenderer()
+        self._renderer = renderer  # the app's: an update a thousand sockets receive is rendered once
 
     def keys(self) -> list[dict[str, Any]]:
         """The current set, as the acknowledgement lists it."""
@@ -114,12 +116,13 @@ class CandleSubscriptions:
 
         def render(payload: bytes) -> str:
             message = md.StreamCandlesResponse.FromString(payload)
-            return _text({"type": "candle", **names, "candle": as_dict(message.candle)})
+            frame = {"type": "candle", "symbol": message.symbol, "timeframe": label, "candle": as_dict(message.candle)}
+            return _text(frame)
 
         try:
             async for payload in call:
                 if md.StreamCandlesResponse.FromString(payload).WhichOneof("event") == "candle":
-                    await self._send(self._renderer.render(f"ws {symbol} {label}", payload, render))
+                    await self._send(self._renderer.render(f"ws-candle {label}", payload, render))
         except grpc.aio.AioRpcError as error:
             self._streams.pop(key, None)
             failed = {"type": "error", "candles": [names], "error": as_dict(status_of_rpc_error(error))}

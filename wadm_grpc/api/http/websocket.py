@@ -179,7 +179,7 @@ async def serve_trades_socket(websocket: WebSocket, upstream: Upstream, renderer
         async with sending, asyncio.timeout(SEND_STALL_SECONDS):
             await websocket.send_text(text)
 
-    candles = CandleSubscriptions(upstream, metadata, send)  # {"candles": [...]}: StreamCandles calls
+    candles = CandleSubscriptions(upstream, metadata, send, renderer)  # {"candles": [...]}: StreamCandles calls
 
     async def client_to_server() -> None:
         while True:
