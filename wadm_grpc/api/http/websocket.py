@@ -3,6 +3,7 @@
 Each connection is one SubscribeTrades call over the gateway's channel (forward.py), so validation,
 errors and the slow-consumer policy are the gRPC server's. Here: JSON <-> messages, and the errors of
 frames that cannot become a message (invalid JSON, unknown op, wrong types), answered as error frames.
+Frames with `candles` open or cancel StreamCandles calls instead (candle_socket.py).
 """
 
 from __future__ import annotations
