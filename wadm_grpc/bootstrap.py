@@ -43,6 +43,7 @@ from wadm_grpc.ports import Clock, LiveTradeSource, TradeBus, TradeStore
 from wadm_grpc.redis_connection import redis_client
 from wadm_grpc.services.candles import CandleService
 from wadm_grpc.services.ingest import IngestService
+from wadm_grpc.services.live_candles import LiveCandleService
 from wadm_grpc.services.orderbook import OrderbookService
 from wadm_grpc.services.page_tokens import PageTokens
 from wadm_grpc.services.read_cache import CacheTtls, ReadCache
@@ -71,6 +72,7 @@ class App:
     orderbook: OrderbookService
     trades: TradeService
     streams: StreamService
+    live_candles: LiveCandleService
     access: AccessPolicy = field(default_factory=AccessPolicy)
     gate: StoreQueryGate | None = None
     metrics: Metrics = field(default_factory=Metrics)
@@ -199,6 +201,7 @@ async def bootstrap(
         orderbook=OrderbookService(reads, clock, cache),
         trades=TradeService(reads, PageTokens(settings.page_token_key)),
         streams=StreamService(bus, clock, stall_seconds=settings.stream_stall_seconds),
+        live_candles=LiveCandleService(reads, bus, clock, stall_seconds=settings.stream_stall_seconds),
         access=access,
         gate=gate,
         closers=closers,
@@ -236,6 +239,7 @@ async def start_grpc(
             orderbook=app.orderbook,
             trades=app.trades,
             streams=app.streams,
+            live_candles=app.live_candles,
         ),
         ingest=TradeIngestServicer(ingest=app.ingest),
         admin=AdminServicer(cache=app.cache, streams=app.streams),

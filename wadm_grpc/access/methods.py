@@ -75,6 +75,6 @@ def weight(method: str, message: object) -> int:
         return _tiered(depth, ((20, 1), (100, 2)))
     if method == "ListTrades":
         return _tiered(request.page_size or 100, ((100, 1), (500, 5), (1000, 10)))
-    if method in ("StreamTrades", "SubscribeTrades"):
+    if method in ("StreamTrades", "SubscribeTrades", "StreamCandles"):
         return 2
     return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 from wadm_grpc.api.grpc import convert
 from wadm_grpc.api.grpc.errors import Context, end_call, status_of, unary
@@ -14,6 +15,7 @@ from wadm_grpc.domain.stats import MarketStats
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.services.candles import CandleService, CandlesRequest
+from wadm_grpc.services.live_candles import LiveCandleService, LiveEvent
 from wadm_grpc.services.orderbook import Orderbook, OrderbookService
 from wadm_grpc.services.read_cache import answer_ttl_seconds
 from wadm_grpc.services.stats import MultiStats, StatsService
@@ -78,6 +80,7 @@ class MarketDataServicer:
         orderbook: OrderbookService,
         trades: TradeService,
         streams: StreamService,
+        live_candles: LiveCandleService,
     ) -> None:
         self._candles = candles
         self._symbols = symbols
@@ -85,6 +88,7 @@ class MarketDataServicer:
         self._orderbook = orderbook
         self._trades = trades
         self._streams = streams
+        self._live_candles = live_candles
         self._encoder = TradeBatchEncoder()
 
     @unary
@@ -228,3 +232,44 @@ class MarketDataServicer:
             await self._streams.subscribe_trades(_commands(requests), write)
         except Exception as error:  # CancelledError (the client left) is not caught: it must propagate
             end_call(context, error, rpc="SubscribeTrades")
+
+    async def StreamCandles(self, request: md.StreamCandlesRequest, context: Context) -> None:
+        """Writes each message under the live candles' slow-consumer policy (services/live_candles.py); a
+        candle update is rendered once for every stream of its key."""
+
+        def render(value: Candle) -> bytes:
+            message = md.StreamCandlesResponse(
+                candle=convert.candle(value), symbol=checked.symbol, timeframe=request.timeframe
+            )
+            return message.SerializeToString()
+
+        async def write(event: LiveEvent) -> None:
+            if isinstance(event, Heartbeat):
+                beat = md.Heartbeat(server_time=convert.timestamp(event.server_time_us))
+                await context.write(
+                    md.StreamCandlesResponse(heartbeat=beat, symbol=checked.symbol, timeframe=request.timeframe)
+                )
+            else:
+                await context.write(event.rendered(render))  # pre-encoded bytes, shared by the key's streams
+
+        try:
+            problems = Violations()
+            checked = self._live_candles.check(
+                request.symbol,
+                request.exchanges,
+                convert.timeframe(request.timeframe, problems),
+                _seconds(request, "update_interval"),
+                _seconds(request, "heartbeat_interval"),
+                problems,
+            )
+            await self._live_candles.stream_candles(checked, write, opened=lambda: context.send_initial_metadata(()))
+        except Exception as error:  # CancelledError (the client left) is not caught: it must propagate
+            end_call(context, error, rpc="StreamCandles")
+
+
+def _seconds(request: md.StreamCandlesRequest, field: Literal["update_interval", "heartbeat_interval"]) -> float | None:
+    """A Duration field in seconds, None when absent."""
+    if not request.HasField(field):
+        return None
+    duration: Any = getattr(request, field)
+    return float(duration.ToNanoseconds() / 1e9)

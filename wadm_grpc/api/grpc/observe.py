@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 REQUEST_ID_METADATA = "x-request-id"
 # Streams counted in wadm_stream_subscribers (reflection's bidi stream is not a subscriber).
-TRADE_STREAMS = frozenset({"StreamTrades", "SubscribeTrades"})
+TRADE_STREAMS = frozenset({"StreamTrades", "SubscribeTrades", "StreamCandles"})
 # Set by the HTTP gateway on the calls it forwards: metrics say which face a call came in on.
 FACE_METADATA = "x-wadm-face"
 

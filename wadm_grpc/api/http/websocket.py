@@ -3,6 +3,7 @@
 Each connection is one SubscribeTrades call over the gateway's channel (forward.py), so validation,
 errors and the slow-consumer policy are the gRPC server's. Here: JSON <-> messages, and the errors of
 frames that cannot become a message (invalid JSON, unknown op, wrong types), answered as error frames.
+Frames with `candles` open or cancel StreamCandles calls instead (candle_socket.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from google.protobuf import duration_pb2
 from google.rpc import status_pb2
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from wadm_grpc.api.http.candle_socket import CandleSubscriptions, frame_without_candles
 from wadm_grpc.api.http.errors import status_of_exception, status_of_rpc_error
 from wadm_grpc.api.http.forward import Upstream, forwarded_metadata
 from wadm_grpc.api.http.render import StreamRenderer, as_dict
@@ -170,17 +172,27 @@ async def serve_trades_socket(websocket: WebSocket, upstream: Upstream, renderer
             pending.append(first)  # not auth: the first command, the call goes without a key
         else:
             headers["x-api-key"] = key  # the server checks it like any key (access/interceptor.py)
-    call = upstream.bidi(METHOD)(metadata=forwarded_metadata(headers, peer))
+    metadata = forwarded_metadata(headers, peer)
+    call = upstream.bidi(METHOD)(metadata=metadata)
     sending = asyncio.Lock()
 
     async def send(text: str) -> None:
         async with sending, asyncio.timeout(SEND_STALL_SECONDS):
             await websocket.send_text(text)
 
+    candles = CandleSubscriptions(upstream, metadata, send, renderer)  # {"candles": [...]}: StreamCandles calls
+
     async def client_to_server() -> None:
         while True:
             text = pending.pop() if pending else await websocket.receive_text()
             try:
+                with_candles = frame_without_candles(text)
+                if with_candles is not None:
+                    rest, op, value = with_candles
+                    await candles.apply(op, value)
+                    if rest is None:
+                        continue
+                    text = rest
                 request = request_of(text, default_heartbeat)
             except InvalidArgumentError as error:
                 await send(_frame_text(_error_frame(status_of_exception(error, where="websocket"))))
@@ -212,6 +224,7 @@ async def serve_trades_socket(websocket: WebSocket, upstream: Upstream, renderer
             await _close(websocket, CLOSE_INTERNAL_ERROR, "stream ended")
     finally:
         call.cancel()  # frees the server's subscription at once when the client left
+        await candles.close()
         for task in (reading, writing):
             task.cancel()
         with contextlib.suppress(BaseException):

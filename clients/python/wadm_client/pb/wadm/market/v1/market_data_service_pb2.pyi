@@ -1198,3 +1198,89 @@ class Pong(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Pong: _TypeAlias = Pong  # noqa: Y015
+
+@_typing.final
+class StreamCandlesRequest(_message.Message):
+    """StreamCandlesRequest opens a live candle stream of one symbol and timeframe."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    TIMEFRAME_FIELD_NUMBER: _builtins.int
+    EXCHANGES_FIELD_NUMBER: _builtins.int
+    UPDATE_INTERVAL_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    """Symbol, e.g. "BTCUSDT". Required."""
+    timeframe: Global___Timeframe.ValueType
+    """Candle interval, as in GetCandles. Required."""
+    @_builtins.property
+    def exchanges(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Exchanges to aggregate over; empty means all."""
+
+    @_builtins.property
+    def update_interval(self) -> _duration_pb2.Duration:
+        """Shortest time between two updates of the in-progress candle, 0.1 to 60 s; absent means 1 s.
+        Final candles are never held back by it.
+        """
+
+    @_builtins.property
+    def heartbeat_interval(self) -> _duration_pb2.Duration:
+        """Idle time after which a heartbeat is sent, 1 to 60 s; absent means 15 s."""
+
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        timeframe: Global___Timeframe.ValueType = ...,
+        exchanges: _abc.Iterable[_builtins.str] | None = ...,
+        update_interval: _duration_pb2.Duration | None = ...,
+        heartbeat_interval: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "update_interval", b"update_interval"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exchanges", b"exchanges", "heartbeat_interval", b"heartbeat_interval", "symbol", b"symbol", "timeframe", b"timeframe", "update_interval", b"update_interval"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamCandlesRequest: _TypeAlias = StreamCandlesRequest  # noqa: Y015
+
+@_typing.final
+class StreamCandlesResponse(_message.Message):
+    """StreamCandlesResponse is one event of a candle stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANDLE_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    TIMEFRAME_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    """The symbol, normalised."""
+    timeframe: Global___Timeframe.ValueType
+    """The interval."""
+    @_builtins.property
+    def candle(self) -> Global___Candle:
+        """The bucket's candle: in progress (`closed: false`) or final (`closed: true`)."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___Heartbeat:
+        """Nothing was sent for heartbeat_interval."""
+
+    def __init__(
+        self,
+        *,
+        candle: Global___Candle | None = ...,
+        heartbeat: Global___Heartbeat | None = ...,
+        symbol: _builtins.str = ...,
+        timeframe: Global___Timeframe.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["candle", b"candle", "event", b"event", "heartbeat", b"heartbeat"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candle", b"candle", "event", b"event", "heartbeat", b"heartbeat", "symbol", b"symbol", "timeframe", b"timeframe"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["candle", "heartbeat"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___StreamCandlesResponse: _TypeAlias = StreamCandlesResponse  # noqa: Y015

@@ -79,6 +79,11 @@ class MarketDataServiceStub:
                 request_serializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.SubscribeTradesRequest.SerializeToString,
                 response_deserializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.SubscribeTradesResponse.FromString,
                 _registered_method=True)
+        self.StreamCandles = channel.unary_stream(
+                '/wadm.market.v1.MarketDataService/StreamCandles',
+                request_serializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.StreamCandlesRequest.SerializeToString,
+                response_deserializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.StreamCandlesResponse.FromString,
+                _registered_method=True)
 
 
 class MarketDataServiceServicer:
@@ -209,6 +214,31 @@ class MarketDataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamCandles(self, request, context):
+        """StreamCandles streams the in-progress candle of one symbol and timeframe as trades arrive, then
+        exactly one final candle (`closed: true`) per bucket: Binance kline-stream semantics.
+
+        The first message is the current bucket's candle as GetCandles returns it (trades ingested before
+        the stream opened included); updates follow at most every update_interval, conflated (a slow
+        client gets the latest state, never a backlog). A bucket closes when the server clock passes its
+        close time plus a short grace (docs/streams.md); its final candle equals GetCandles for that
+        bucket, digit for digit. A trade ingested later for a closed bucket sends that bucket's corrected
+        final (`closed: true` again). An empty bucket sends nothing; heartbeats are sent when nothing was
+        sent for heartbeat_interval. A well-formed symbol without trades streams heartbeats only, as
+        StreamTrades does. The HTTP gateway also serves it on the WebSocket `/api/v1/market/ws/trades`
+        (`{"op": "subscribe", "candles": [{"symbol": ..., "timeframe": "1m"}]}`).
+
+        Errors:
+        - INVALID_ARGUMENT: empty or malformed symbol or exchange, TIMEFRAME_UNSPECIFIED or an unknown
+        timeframe, update_interval outside 0.1..60 s, heartbeat_interval outside 1..60 s.
+        - RESOURCE_EXHAUSTED: the client took no data for the stall time; google.rpc.RetryInfo says
+        when to reconnect.
+        - UNAVAILABLE: the server is shutting down; reconnect.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MarketDataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -251,6 +281,11 @@ def add_MarketDataServiceServicer_to_server(servicer, server):
                     servicer.SubscribeTrades,
                     request_deserializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.SubscribeTradesRequest.FromString,
                     response_serializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.SubscribeTradesResponse.SerializeToString,
+            ),
+            'StreamCandles': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamCandles,
+                    request_deserializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.StreamCandlesRequest.FromString,
+                    response_serializer=wadm_dot_market_dot_v1_dot_market__data__service__pb2.StreamCandlesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -474,6 +509,33 @@ class MarketDataService:
             '/wadm.market.v1.MarketDataService/SubscribeTrades',
             wadm_dot_market_dot_v1_dot_market__data__service__pb2.SubscribeTradesRequest.SerializeToString,
             wadm_dot_market_dot_v1_dot_market__data__service__pb2.SubscribeTradesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamCandles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/wadm.market.v1.MarketDataService/StreamCandles',
+            wadm_dot_market_dot_v1_dot_market__data__service__pb2.StreamCandlesRequest.SerializeToString,
+            wadm_dot_market_dot_v1_dot_market__data__service__pb2.StreamCandlesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -126,6 +126,27 @@ class MarketDataServiceStub:
       no data for the stall time); google.rpc.RetryInfo says when to reconnect.
     - UNAVAILABLE: the server is shutting down; reconnect.
     """
+    StreamCandles: _grpc.UnaryStreamMultiCallable[_market_data_service_pb2.StreamCandlesRequest, _market_data_service_pb2.StreamCandlesResponse]
+    """StreamCandles streams the in-progress candle of one symbol and timeframe as trades arrive, then
+    exactly one final candle (`closed: true`) per bucket: Binance kline-stream semantics.
+
+    The first message is the current bucket's candle as GetCandles returns it (trades ingested before
+    the stream opened included); updates follow at most every update_interval, conflated (a slow
+    client gets the latest state, never a backlog). A bucket closes when the server clock passes its
+    close time plus a short grace (docs/streams.md); its final candle equals GetCandles for that
+    bucket, digit for digit. A trade ingested later for a closed bucket sends that bucket's corrected
+    final (`closed: true` again). An empty bucket sends nothing; heartbeats are sent when nothing was
+    sent for heartbeat_interval. A well-formed symbol without trades streams heartbeats only, as
+    StreamTrades does. The HTTP gateway also serves it on the WebSocket `/api/v1/market/ws/trades`
+    (`{"op": "subscribe", "candles": [{"symbol": ..., "timeframe": "1m"}]}`).
+
+    Errors:
+    - INVALID_ARGUMENT: empty or malformed symbol or exchange, TIMEFRAME_UNSPECIFIED or an unknown
+      timeframe, update_interval outside 0.1..60 s, heartbeat_interval outside 1..60 s.
+    - RESOURCE_EXHAUSTED: the client took no data for the stall time; google.rpc.RetryInfo says
+      when to reconnect.
+    - UNAVAILABLE: the server is shutting down; reconnect.
+    """
 
 @_typing.type_check_only
 class MarketDataServiceAsyncStub(MarketDataServiceStub):
@@ -223,6 +244,27 @@ class MarketDataServiceAsyncStub(MarketDataServiceStub):
     Errors that end the stream:
     - RESOURCE_EXHAUSTED: the client did not keep up (buffer overflow or a transport that took
       no data for the stall time); google.rpc.RetryInfo says when to reconnect.
+    - UNAVAILABLE: the server is shutting down; reconnect.
+    """
+    StreamCandles: _aio.UnaryStreamMultiCallable[_market_data_service_pb2.StreamCandlesRequest, _market_data_service_pb2.StreamCandlesResponse]  # type: ignore[assignment]
+    """StreamCandles streams the in-progress candle of one symbol and timeframe as trades arrive, then
+    exactly one final candle (`closed: true`) per bucket: Binance kline-stream semantics.
+
+    The first message is the current bucket's candle as GetCandles returns it (trades ingested before
+    the stream opened included); updates follow at most every update_interval, conflated (a slow
+    client gets the latest state, never a backlog). A bucket closes when the server clock passes its
+    close time plus a short grace (docs/streams.md); its final candle equals GetCandles for that
+    bucket, digit for digit. A trade ingested later for a closed bucket sends that bucket's corrected
+    final (`closed: true` again). An empty bucket sends nothing; heartbeats are sent when nothing was
+    sent for heartbeat_interval. A well-formed symbol without trades streams heartbeats only, as
+    StreamTrades does. The HTTP gateway also serves it on the WebSocket `/api/v1/market/ws/trades`
+    (`{"op": "subscribe", "candles": [{"symbol": ..., "timeframe": "1m"}]}`).
+
+    Errors:
+    - INVALID_ARGUMENT: empty or malformed symbol or exchange, TIMEFRAME_UNSPECIFIED or an unknown
+      timeframe, update_interval outside 0.1..60 s, heartbeat_interval outside 1..60 s.
+    - RESOURCE_EXHAUSTED: the client took no data for the stall time; google.rpc.RetryInfo says
+      when to reconnect.
     - UNAVAILABLE: the server is shutting down; reconnect.
     """
 
@@ -367,6 +409,33 @@ class MarketDataServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors that end the stream:
         - RESOURCE_EXHAUSTED: the client did not keep up (buffer overflow or a transport that took
           no data for the stall time); google.rpc.RetryInfo says when to reconnect.
+        - UNAVAILABLE: the server is shutting down; reconnect.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamCandles(
+        self,
+        request: _market_data_service_pb2.StreamCandlesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_market_data_service_pb2.StreamCandlesResponse], _abc.AsyncIterator[_market_data_service_pb2.StreamCandlesResponse]]:
+        """StreamCandles streams the in-progress candle of one symbol and timeframe as trades arrive, then
+        exactly one final candle (`closed: true`) per bucket: Binance kline-stream semantics.
+
+        The first message is the current bucket's candle as GetCandles returns it (trades ingested before
+        the stream opened included); updates follow at most every update_interval, conflated (a slow
+        client gets the latest state, never a backlog). A bucket closes when the server clock passes its
+        close time plus a short grace (docs/streams.md); its final candle equals GetCandles for that
+        bucket, digit for digit. A trade ingested later for a closed bucket sends that bucket's corrected
+        final (`closed: true` again). An empty bucket sends nothing; heartbeats are sent when nothing was
+        sent for heartbeat_interval. A well-formed symbol without trades streams heartbeats only, as
+        StreamTrades does. The HTTP gateway also serves it on the WebSocket `/api/v1/market/ws/trades`
+        (`{"op": "subscribe", "candles": [{"symbol": ..., "timeframe": "1m"}]}`).
+
+        Errors:
+        - INVALID_ARGUMENT: empty or malformed symbol or exchange, TIMEFRAME_UNSPECIFIED or an unknown
+          timeframe, update_interval outside 0.1..60 s, heartbeat_interval outside 1..60 s.
+        - RESOURCE_EXHAUSTED: the client took no data for the stall time; google.rpc.RetryInfo says
+          when to reconnect.
         - UNAVAILABLE: the server is shutting down; reconnect.
         """
 
