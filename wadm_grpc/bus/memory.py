@@ -124,7 +124,6 @@ class MemorySubscription:
         batch, self._pending = self._pending, []
         return batch
 
-
     def _idle_check(self) -> None:
         """The idle timer fired: wake a get() whose deadline passed, or re-arm for the one now waiting."""
         self._idle_timer = None
