@@ -22,6 +22,7 @@ from bench import (
     multistats,
     observability,
     slow_consumers,
+    stream_path,
     streaming,
     unary,
 )
@@ -42,6 +43,7 @@ SECTIONS: dict[str, Section] = {
     "unary": unary.run,
     "streaming": streaming.run,
     "capacity": streaming.run_capacity,
+    "stream-path": stream_path.run,
     "slow-consumers": slow_consumers.run,
     "redis": cache_workers.run,
     "http": http.run,
