@@ -103,24 +103,22 @@ async def main(target: str, first: int, count: int) -> None:
             outcome = await _drain(tally, command["drain"])
             break
     cpu = _cpu_seconds() - cpu_start
+    # The tally as it stands now: cancelling the calls below must not count as the server ending them.
+    result = {
+        "outcome": outcome,
+        "latencies_us": tally.latencies_us,
+        "messages": tally.messages,
+        "last_receipt": tally.last_receipt,  # perf_counter: CLOCK_MONOTONIC, the same in every process
+        "consumers": [[c.symbol, c.ready, c.received, c.error] for c in consumers],
+        "cpu_seconds": cpu,
+    }
     ready.cancel()
     for task in tasks:
         task.cancel()
     await asyncio.gather(ready, *tasks, return_exceptions=True)
     for channel in channels:
         await channel.close()
-    _say(
-        {
-            "result": {
-                "outcome": outcome,
-                "latencies_us": tally.latencies_us,
-                "messages": tally.messages,
-                "last_receipt": tally.last_receipt,  # perf_counter: CLOCK_MONOTONIC, the same in every process
-                "consumers": [[c.symbol, c.ready, c.received, c.error] for c in consumers],
-                "cpu_seconds": cpu,
-            }
-        }
-    )
+    _say({"result": result})
 
 
 if __name__ == "__main__":
