@@ -23,6 +23,7 @@ from bench import (
     multistats,
     observability,
     slow_consumers,
+    stream_path,
     streaming,
     unary,
 )
@@ -34,12 +35,16 @@ from bench.report import SectionResult, write_results
 # A 1-minute load average above this before a section means other work shares the cores: figures are noisier.
 BUSY_LOAD = 0.5
 Section = Callable[[Datasets], Awaitable[SectionResult]]
+# Subsets of other sections, for a quick rerun: not part of a whole run.
+ONLY_WHEN_NAMED = frozenset({"capacity"})
 SECTIONS: dict[str, Section] = {
     "candles": candles.run,
     "ingest": ingest.run,
     "multistats": multistats.run,
     "unary": unary.run,
     "streaming": streaming.run,
+    "capacity": streaming.run_capacity,
+    "stream-path": stream_path.run,
     "slow-consumers": slow_consumers.run,
     "live-candles": live_candles.run,
     "redis": cache_workers.run,
@@ -96,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--commit", metavar="REV", help="measure this commit of the product (exported), not the working tree"
     )
     args = parser.parse_args(argv)
-    names = args.sections or list(SECTIONS)
+    names = args.sections or [name for name in SECTIONS if name not in ONLY_WHEN_NAMED]
     if args.commit:
         return run_at_commit(args.commit, [*names, *(["--rebuild-data"] if args.rebuild_data else [])])
     try:

@@ -39,13 +39,14 @@ class ServerProcess:
     log_tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the process so far (all threads)."""
+        """User + system CPU time of the process so far (all threads), and of its live child processes
+        (the workers of `--workers N`)."""
+        pid = self.process.pid
         try:
-            stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         except OSError:
-            return float("nan")
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+            children = []
+        return _process_cpu_seconds(pid) + sum(_process_cpu_seconds(int(child)) for child in children)
 
     def rss_mib(self) -> float:
         """Resident memory in MiB."""
@@ -206,6 +207,15 @@ class CpuMeter:
         self.server_percent = [
             100 * (s.cpu_seconds() - before) / wall for s, before in zip(self.servers, self._server, strict=True)
         ]
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 def _own_cpu_seconds() -> float:

@@ -40,6 +40,7 @@ DRAIN_MAX_SECONDS = 90.0
 QUIET_SECONDS = 3.0
 HEARTBEAT_SECONDS = 60
 SYMBOLS = SYMBOL_NAMES
+PublishCall = grpc.aio.StreamUnaryCall[ingest_pb.PublishTradesRequest, ingest_pb.PublishTradesResponse]
 # Separate channels must not share one TCP connection (gRPC pools subchannels globally by default).
 CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
 
@@ -91,6 +92,7 @@ class StreamRun:
     server_cpu_percent: float
     client_cpu_percent: float
     server_rss_mib: float
+    client_processes: int = 1
 
     @property
     def lost(self) -> int | None:
@@ -142,6 +144,7 @@ class StreamRun:
             "server_cpu_percent": self.server_cpu_percent,
             "client_cpu_percent": self.client_cpu_percent,
             "server_rss_mib": self.server_rss_mib,
+            "client_processes": self.client_processes,
         }
 
 
@@ -158,7 +161,7 @@ def _trade(seq: int, symbol: str, trade_id: str, time_us: int) -> trade_pb2.Trad
     )
 
 
-async def _consume(call: AsyncIterable[md.StreamTradesResponse], consumer: Consumer, tally: Tally) -> None:
+async def consume(call: AsyncIterable[md.StreamTradesResponse], consumer: Consumer, tally: Tally) -> None:
     latencies = tally.latencies_us
     try:
         async for response in call:
@@ -184,7 +187,7 @@ async def _consume(call: AsyncIterable[md.StreamTradesResponse], consumer: Consu
         tally.progress.set()
 
 
-async def _wait_until(condition: Callable[[], bool], tally: Tally, deadline: float) -> None:
+async def wait_until(condition: Callable[[], bool], tally: Tally, deadline: float) -> None:
     """Wait for the consumers' progress until `condition` holds or `deadline` (perf_counter) passes."""
     while not condition():
         left = deadline - time.perf_counter()
@@ -213,7 +216,7 @@ async def measure(server: ServerProcess, streams: int, tick_seconds: float) -> S
             request = md.StreamTradesRequest(symbols=[consumer.symbol])
             request.heartbeat_interval.FromSeconds(HEARTBEAT_SECONDS)
             call = md_grpc.MarketDataServiceStub(channels[index // STREAMS_PER_CHANNEL]).StreamTrades(request)
-            tasks.append(asyncio.create_task(_consume(call, consumer, tally)))
+            tasks.append(asyncio.create_task(consume(call, consumer, tally)))
         publish = ingest_grpc.TradeIngestServiceStub(ingest_channel).PublishTrades(timeout=600)
         return await publish_and_tally(server, streams, tick_seconds, publish, tally)
     finally:
@@ -228,51 +231,22 @@ async def publish_and_tally(
     server: ServerProcess,
     streams: int,
     tick_seconds: float,
-    publish: grpc.aio.StreamUnaryCall[ingest_pb.PublishTradesRequest, ingest_pb.PublishTradesResponse],
+    publish: PublishCall,
     tally: Tally,
 ) -> StreamRun:
     consumers = tally.consumers
-    # Subscribe: warm-up trades until every stream has received one (or the timeout).
-    began = time.perf_counter()
-    deadline = began + SUBSCRIBE_TIMEOUT_SECONDS
-    warm = 0
-    while tally.ready < streams and time.perf_counter() < deadline:
-        now_us = time.time_ns() // 1000
-        batch = [_trade(warm + k, symbol, f"w{warm + k}", now_us) for k, symbol in enumerate(SYMBOLS)]
-        warm += len(batch)
-        await publish.write(ingest_pb.PublishTradesRequest(trades=batch))
-        await _wait_until(lambda: tally.ready >= streams, tally, time.perf_counter() + WARMUP_TICK_SECONDS)
-        server.check_alive()
-    subscribe_seconds = time.perf_counter() - began
+    subscribe_seconds = await warm_up(server, streams, publish, tally)
     subscribed = [c for c in consumers if c.ready]
-
-    # Measure: a batch every tick_seconds on an absolute schedule.
     meter = CpuMeter([server])
     meter.start()
-    per_tick = round(TRADES_PER_SECOND * tick_seconds)
-    ticks = round(MEASURE_SECONDS / tick_seconds)
-    per_symbol: Counter[str] = Counter()
-    late = 0
-    seq = 0
-    start = time.perf_counter()
-    for tick in range(ticks):
-        due = start + tick * tick_seconds
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        elif -delay > tick_seconds:
-            late += 1
-        now_us = time.time_ns() // 1000
-        batch = []
-        for _ in range(per_tick):
-            symbol = SYMBOLS[seq % len(SYMBOLS)]
-            batch.append(_trade(seq, symbol, str(seq), now_us))
-            per_symbol[symbol] += 1
-            seq += 1
-        await publish.write(ingest_pb.PublishTradesRequest(trades=batch))
-    # The window ends one tick after the last batch, so the rates are per the whole window.
-    await asyncio.sleep(max(0.0, start + ticks * tick_seconds - time.perf_counter()))
-    publish_seconds = time.perf_counter() - start
+    window = await publish_window(tick_seconds, publish)
+    per_symbol, seq, late, start, publish_seconds = (
+        window.per_symbol,
+        window.published,
+        window.late_ticks,
+        window.start,
+        window.seconds,
+    )
 
     # Drain. The PublishTrades answer means the server has stored (and fanned out) every batch; the
     # streams then get the rest. Waits while deliveries keep coming, up to DRAIN_MAX_SECONDS.
@@ -291,7 +265,7 @@ async def publish_and_tally(
         quiet_since = max(tally.last_receipt, ingest_done[0])
         return complete() or time.perf_counter() - quiet_since > QUIET_SECONDS
 
-    await _wait_until(settled, tally, time.perf_counter() + DRAIN_MAX_SECONDS)
+    await wait_until(settled, tally, time.perf_counter() + DRAIN_MAX_SECONDS)
     meter.stop()
     if not ingest.done():
         ingest.cancel()
@@ -330,3 +304,57 @@ async def publish_and_tally(
         client_cpu_percent=meter.client_percent,
         server_rss_mib=server.rss_mib(),
     )
+
+
+async def warm_up(server: ServerProcess, streams: int, publish: PublishCall, tally: Tally) -> float:
+    """Warm-up trades until `tally.ready` counts every stream (or the timeout); the seconds it took."""
+    began = time.perf_counter()
+    deadline = began + SUBSCRIBE_TIMEOUT_SECONDS
+    warm = 0
+    while tally.ready < streams and time.perf_counter() < deadline:
+        now_us = time.time_ns() // 1000
+        batch = [_trade(warm + k, symbol, f"w{warm + k}", now_us) for k, symbol in enumerate(SYMBOLS)]
+        warm += len(batch)
+        await publish.write(ingest_pb.PublishTradesRequest(trades=batch))
+        await wait_until(lambda: tally.ready >= streams, tally, time.perf_counter() + WARMUP_TICK_SECONDS)
+        server.check_alive()
+    return time.perf_counter() - began
+
+
+@dataclass
+class Window:
+    """What the measured publishing window sent."""
+
+    per_symbol: Counter[str]
+    published: int
+    late_ticks: int
+    start: float
+    seconds: float
+
+
+async def publish_window(tick_seconds: float, publish: PublishCall) -> Window:
+    """TRADES_PER_SECOND for MEASURE_SECONDS, a batch every `tick_seconds` on an absolute schedule."""
+    per_tick = round(TRADES_PER_SECOND * tick_seconds)
+    ticks = round(MEASURE_SECONDS / tick_seconds)
+    per_symbol: Counter[str] = Counter()
+    late = 0
+    seq = 0
+    start = time.perf_counter()
+    for tick in range(ticks):
+        due = start + tick * tick_seconds
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif -delay > tick_seconds:
+            late += 1
+        now_us = time.time_ns() // 1000
+        batch = []
+        for _ in range(per_tick):
+            symbol = SYMBOLS[seq % len(SYMBOLS)]
+            batch.append(_trade(seq, symbol, str(seq), now_us))
+            per_symbol[symbol] += 1
+            seq += 1
+        await publish.write(ingest_pb.PublishTradesRequest(trades=batch))
+    # The window ends one tick after the last batch, so the rates are per the whole window.
+    await asyncio.sleep(max(0.0, start + ticks * tick_seconds - time.perf_counter()))
+    return Window(per_symbol, seq, late, start, time.perf_counter() - start)

@@ -7,7 +7,6 @@ cut off (its iterator raises ResourceExhaustedError) instead of slowing ingest o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
@@ -35,6 +34,11 @@ class MemorySubscription:
         self._error: WadmError | None = None
         self._closed = False
         self._on_end: Callable[[], None] | None = None
+        # The idle timeout of get(): one timer per subscription, re-armed lazily, instead of one per call
+        # (a timer per stream message is heap work for every stream at every publish).
+        self._idle_deadline = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._waiting = False
 
     def on_end(self, callback: Callable[[], None]) -> None:
         """Call `callback` (once) when the bus ends this subscription: cut off, or shut down."""
@@ -80,6 +84,7 @@ class MemorySubscription:
             self._error = error
             self._pending = []
             self._bus.remove(self)
+            self._stop_idle_timer()
             self._wake.set()
             if self._on_end is not None:
                 self._on_end()
@@ -90,6 +95,7 @@ class MemorySubscription:
             self._closed = True
             self._pending = []
             self._bus.remove(self)
+            self._stop_idle_timer()
             self._wake.set()
 
     async def get(self, timeout_seconds: float) -> list[Trade] | None:
@@ -97,11 +103,19 @@ class MemorySubscription:
 
         Raises the error that ended the subscription (ResourceExhaustedError, UnavailableError).
         """
-        if not self._pending and self._error is None and not self._closed:
-            # asyncio.timeout, not wait_for: no extra task per wake-up (this runs once per stream message).
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout_seconds):
-                    await self._wake.wait()
+        if not self._pending and self._error is None and not self._closed and timeout_seconds > 0:
+            loop = asyncio.get_running_loop()
+            self._idle_deadline = loop.time() + timeout_seconds
+            timer = self._idle_timer
+            if timer is None or timer.when() > self._idle_deadline:
+                if timer is not None:
+                    timer.cancel()
+                self._idle_timer = loop.call_at(self._idle_deadline, self._idle_check)
+            self._waiting = True
+            try:
+                await self._wake.wait()
+            finally:
+                self._waiting = False
         self._wake.clear()
         if self._error is not None:
             raise self._error
@@ -109,6 +123,22 @@ class MemorySubscription:
             return None
         batch, self._pending = self._pending, []
         return batch
+
+    def _idle_check(self) -> None:
+        """The idle timer fired: wake a get() whose deadline passed, or re-arm for the one now waiting."""
+        self._idle_timer = None
+        if not self._waiting:
+            return  # the next get() arms it again
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._idle_deadline:
+            self._wake.set()
+        else:
+            self._idle_timer = loop.call_at(self._idle_deadline, self._idle_check)
+
+    def _stop_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
 
 
 class InProcessTradeBus:

@@ -74,18 +74,56 @@ class StreamRequest:
 
 
 class _Delivery:
-    """The deadline of the write in progress, which the subscription ending cuts short."""
+    """The write in progress, ended when it has waited `stall_seconds` or when the subscription ends.
 
-    __slots__ = ("deadline", "ended")
+    One timer per stream, re-armed lazily (only when it fires while a write is still in progress), not a
+    timeout per message: a timer per message is heap work for every stream at every publish. Expiry
+    cancels the writing task, which `StreamService._deliver` turns into the stream's error, as
+    asyncio.timeout does (a cancellation from elsewhere still propagates)."""
 
-    def __init__(self) -> None:
-        self.deadline: asyncio.Timeout | None = None
+    __slots__ = ("ended", "expired", "stall_seconds", "started", "task", "timer")
+
+    def __init__(self, stall_seconds: float) -> None:
+        self.stall_seconds = stall_seconds
         self.ended = False
+        self.expired = False
+        self.started: float | None = None  # loop time the write in progress began
+        self.task: asyncio.Task[object] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def begin(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.started = loop.time()
+        if self.task is None:
+            self.task = asyncio.current_task()
+        if self.timer is None:
+            self.timer = loop.call_at(self.started + self.stall_seconds, self._check)
+
+    def _check(self) -> None:
+        self.timer = None
+        if self.started is None:
+            return  # idle: the next write arms it again
+        loop = asyncio.get_running_loop()
+        due = self.started + self.stall_seconds
+        if loop.time() >= due:
+            self._expire()
+        else:
+            self.timer = loop.call_at(due, self._check)
+
+    def _expire(self) -> None:
+        if not self.expired and self.task is not None:
+            self.expired = True
+            self.task.cancel()
 
     def interrupt(self) -> None:
         self.ended = True
-        if self.deadline is not None:
-            self.deadline.reschedule(asyncio.get_running_loop().time())
+        if self.started is not None:
+            self._expire()
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 class StreamService:
@@ -140,9 +178,9 @@ class StreamService:
         subscription is released however it ends, cancellation included (which is re-raised).
         """
         subscription = self._bus.subscribe(request.symbols, request.exchanges)
-        delivery = _Delivery()
+        delivery = _Delivery(self._stall_seconds)
         subscription.on_end(delivery.interrupt)
-        with self._counted(subscription):
+        with self._counted(subscription, delivery):
             if opened is not None:
                 await opened()
             while True:
@@ -155,7 +193,7 @@ class StreamService:
                     await self._deliver(batch[start : start + step], deliver, delivery, subscription)
 
     @contextlib.contextmanager
-    def _counted(self, subscription: Subscription) -> Iterator[None]:
+    def _counted(self, subscription: Subscription, delivery: _Delivery) -> Iterator[None]:
         """One live stream for as long as the block runs; a cut-off counts; the subscription is released."""
         self._live += 1
         try:
@@ -166,6 +204,7 @@ class StreamService:
         finally:
             self._live -= 1
             self._ended += 1
+            delivery.stop()
             subscription.close()
 
     async def subscribe_trades(self, commands: AsyncIterator[Command], deliver: DeliverAny) -> None:
@@ -176,7 +215,7 @@ class StreamService:
         client stops sending, the stream goes on until it is cancelled or ended by the bus.
         """
         subscription = self._bus.subscribe(frozenset(), frozenset())
-        delivery = _Delivery()
+        delivery = _Delivery(self._stall_seconds)
         subscription.on_end(delivery.interrupt)
         selection = SymbolSelection()
         heartbeat_seconds = DEFAULT_HEARTBEAT_SECONDS
@@ -186,7 +225,7 @@ class StreamService:
         # rounds, so neither is lost when the other wins.
         reader: asyncio.Task[Command | None] | None = asyncio.ensure_future(_next_command(commands))
         fetch: asyncio.Task[list[Trade] | None] | None = None
-        with self._counted(subscription):
+        with self._counted(subscription, delivery):
             try:
                 while True:
                     if fetch is None:
@@ -219,13 +258,16 @@ class StreamService:
     async def _deliver(
         self, event: E, deliver: Callable[[E], Awaitable[None]], delivery: _Delivery, subscription: Subscription
     ) -> None:
+        if delivery.ended:  # ended between the read and this write: do not start it
+            await subscription.get(0)  # raises the error that ended it (cut off, shutdown)
+        delivery.begin()
         try:
-            async with asyncio.timeout(self._stall_seconds) as deadline:
-                delivery.deadline = deadline
-                if delivery.ended:  # ended between the read and this write: do not start it
-                    deadline.reschedule(asyncio.get_running_loop().time())
-                await deliver(event)
-        except TimeoutError:
+            await deliver(event)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not delivery.expired or task is None or task.uncancel() > 0:
+                raise  # the client left, or the server is stopping the call
+            delivery.expired = False
             if delivery.ended:
                 await subscription.get(0)  # raises the error that ended it (cut off, shutdown)
             raise ResourceExhaustedError(
@@ -233,7 +275,7 @@ class StreamService:
                 retry_after_seconds=RETRY_AFTER_SECONDS,
             ) from None
         finally:
-            delivery.deadline = None
+            delivery.started = None
 
 
 async def _next_command(commands: AsyncIterator[Command]) -> Command | None:
