@@ -18,6 +18,7 @@ from bench import (
     candles,
     http,
     http_streams,
+    imports,
     ingest,
     multistats,
     observability,
@@ -45,6 +46,7 @@ SECTIONS: dict[str, Section] = {
     "http-streams": http_streams.run,
     "abuse": abuse.run,
     "observability": observability.run,
+    "import": imports.run,
 }
 
 
