@@ -44,7 +44,8 @@ def bench_file(rows: int = ROWS) -> Path:
         return path
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".part")
-    with duckdb.connect(config={"enable_progress_bar": False}) as con:
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")
         con.execute(
             f"""COPY (
                 SELECT i + 5266583935 AS id, printf('%.1f', 60000 + (hash(i, {SEED}) % 400000) / 10.0) AS price,
@@ -63,7 +64,8 @@ def bench_file(rows: int = ROWS) -> Path:
 def _ceiling(source: Path, directory: Path) -> float:
     """Seconds for DuckDB alone to load the file into an empty trades table."""
     target = directory / f"ceiling-{time.monotonic_ns()}.duckdb"
-    with duckdb.connect(str(target), config={"enable_progress_bar": False}) as con:
+    with duckdb.connect(str(target)) as con:
+        con.execute("SET enable_progress_bar = false")
         con.execute(sql.TRADES_DDL)
         began = time.perf_counter()
         con.execute(

@@ -23,7 +23,14 @@ from wadm_grpc.config import Settings
 from wadm_grpc.domain.errors import FailedPreconditionError, InvalidArgumentError
 from wadm_grpc.domain.names import exchange_problem, normalize_symbol
 from wadm_grpc.feeds.binance_files import FileRefused, Market, Position, TradeFile, describe, read_batches
-from wadm_grpc.imports.destinations import Batch, Counts, Destination, DirectDestination, ServiceDestination
+from wadm_grpc.imports.destinations import (
+    Batch,
+    Counts,
+    Destination,
+    DirectDestination,
+    IngestDestination,
+    ServiceDestination,
+)
 from wadm_grpc.imports.progress import Progress
 from wadm_grpc.imports.rows import skip_stored
 
@@ -100,9 +107,14 @@ async def run_import(settings: Settings, request: ImportRequest) -> int:
 
 async def _run_direct(settings: Settings, planned: list[TradeFile], request: ImportRequest, stop: _Stop) -> int:
     path = settings.duckdb_path
-    if path is None:
-        print("error: --direct loads the embedded DuckDB store; WADM_STORE names MongoDB", file=sys.stderr)
-        return 2
+    if path is None:  # MongoDB: through the ingest service in this process
+        from wadm_grpc.bootstrap import bootstrap
+
+        app = await bootstrap(settings)
+        try:
+            return await _run_all(planned, IngestDestination(app), request, stop)
+        finally:
+            await app.close()
     from wadm_grpc.stores.duckdb.bulk_load import DuckDBBulkLoader
 
     try:

@@ -3,22 +3,32 @@ resume, --direct equal to the service path digit for digit (and to Binance's off
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+
+import pyarrow as pa
+import pytest
 
 from tests.api.test_import_cli import run_cli
 from tests.api.test_real_klines import COVERED, FIELDS, kline_candles
 from tests.conftest import Running
 from tests.support import DATA, UM_TRADES, read_kline_rows
 from wadm_client import RawWadmClient
+from wadm_grpc import importer
 from wadm_grpc.bootstrap import bootstrap, start_grpc
 from wadm_grpc.bus.memory import InProcessTradeBus
 from wadm_grpc.config import Settings
+from wadm_grpc.domain.clock import ManualClock
 from wadm_grpc.domain.trade import TradeCursor
-from wadm_grpc.ports import TradeQuery
+from wadm_grpc.feeds.binance_files import Position, TradeFile, describe
+from wadm_grpc.imports.destinations import Counts, IngestDestination
+from wadm_grpc.imports.progress import Progress
+from wadm_grpc.ports import TradeQuery, TradeStore
 from wadm_grpc.stores.duckdb import DuckDBTradeStore
 
 SPOT_TRADES = DATA / "BTCUSDT-spot-trades-2024-08-08T2354.csv"
@@ -255,3 +265,59 @@ async def test_direct_equals_the_service_path_digit_for_digit_and_the_official_k
                 "BTCUSDT", timeframe
             )
         assert await direct.client.list_symbols() == await served.client.list_symbols()
+
+
+async def test_ctrl_c_stops_after_the_batch_in_flight_exits_130_and_a_rerun_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real_read = importer.read_batches
+    signalled = False
+
+    def read_then_interrupt(trade_file: TradeFile, position: Position) -> Iterator[pa.RecordBatch]:
+        nonlocal signalled
+        for batch in real_read(trade_file, position, block_bytes=64 << 10):  # ~20 batches
+            yield batch
+            if not signalled:
+                signalled = True
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, as the terminal sends it
+
+    monkeypatch.setattr(importer, "read_batches", read_then_interrupt)
+    settings = Settings(store=f"duckdb:{tmp_path / 'store.duckdb'}")
+    request = importer.ImportRequest(files=[str(UM_TRADES)], direct=True, progress=False)
+
+    assert await importer.run_import(settings, request) == importer.INTERRUPTED
+
+    out, err = capsys.readouterr()
+    [summary] = summaries(out.replace(" (interrupted)", ""))
+    assert "(interrupted)" in out and "run the same command again to resume" in err
+    assert 0 < int(summary["accepted"]) == int(summary["read"]) < 21313
+    assert len(await stored_trades(tmp_path, "BTCUSDT", "binance-usdm")) == int(summary["accepted"])
+
+    monkeypatch.setattr(importer, "read_batches", real_read)
+    assert await importer.run_import(settings, request) == 0
+    [again] = summaries(capsys.readouterr().out)
+    assert (int(again["skipped"]), int(again["accepted"])) == (
+        int(summary["accepted"]),
+        21313 - int(summary["accepted"]),
+    )
+
+
+async def test_direct_on_another_store_goes_through_ingest_and_resumes_too(
+    store: TradeStore, clock: ManualClock, tmp_path: Path
+) -> None:
+    header = UM_TRADES.read_text().splitlines()[0]
+    part = write_csv(tmp_path / "part/BTCUSDT-um-trades.csv", [header, *rows_of(UM_TRADES, 1000)])
+    whole = write_csv(tmp_path / "BTCUSDT-um-trades.csv", [header, *rows_of(UM_TRADES, 3000)])
+    app = await bootstrap(Settings(), store=store, bus=InProcessTradeBus(buffer_trades=10), clock=clock)
+    destination = IngestDestination(app)
+    found = []
+    for path in (part, whole):
+        trade_file = describe(path, exchange=None, market=None, symbol=None)
+        counts = Counts()
+        with Progress(trade_file, enabled=False) as progress:
+            await importer._import_file(trade_file, destination, counts, progress, importer._Stop())
+        found.append((counts.read, counts.inserted, counts.duplicates, counts.skipped))
+
+    assert found == [(1000, 1000, 0, 0), (3000, 2000, 0, 1000)]
+    [summary] = await store.symbols(("binance-usdm",))
+    assert summary.trade_count == 3000

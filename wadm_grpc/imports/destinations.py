@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC
@@ -12,11 +13,13 @@ import pyarrow as pa
 from wadm_grpc.domain.errors import InvalidArgumentError
 from wadm_grpc.domain.trade_input import MAX_TIME_US
 from wadm_grpc.feeds.binance_files import TradeFile
-from wadm_grpc.imports.rows import CANONICAL_ID, StoredRange, validated
+from wadm_grpc.imports.rows import CANONICAL_ID, StoredRange, trade_inputs, validated
+from wadm_grpc.ports import TradeQuery
 
 if TYPE_CHECKING:
     from wadm_client import RawWadmClient
     from wadm_client.pb.wadm.market.v1 import trade_pb2
+    from wadm_grpc.bootstrap import App
     from wadm_grpc.stores.duckdb.bulk_load import DuckDBBulkLoader
 
 MAX_MESSAGE_TRADES = 10_000  # PublishTrades' batch limit
@@ -53,6 +56,47 @@ class Destination(Protocol):
         """Write every batch, adding to `counts` as they commit; InvalidArgumentError at a bad batch
         (the batches before it are stored)."""
         ...
+
+
+def run_of(count: int, edge_ids: list[str]) -> StoredRange | None:
+    """The run [min, max] of a market's newest and oldest ids when it accounts for all `count` trades."""
+    if not edge_ids or not all(re.fullmatch(CANONICAL_ID, i) for i in edge_ids):
+        return None
+    low, high = min(map(int, edge_ids)), max(map(int, edge_ids))
+    return StoredRange(low, high) if high - low + 1 == count else None
+
+
+class IngestDestination:
+    """The configured store through the ingest service in this process (--direct on a store other than
+    the embedded DuckDB one: MongoDB)."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    async def stored_range(self, exchange: str, symbol: str) -> StoredRange | None:
+        store = self._app.store
+        info = next((s for s in await store.symbols((exchange,)) if s.symbol == symbol), None)
+        if info is None or info.trade_count <= 0:
+            return None
+        ids: list[str] = []
+        for end_us in (None, info.first_trade_us):
+            page = await store.trades(TradeQuery(symbol, (exchange,), None, end_us, None, _EDGE_PAGE))
+            ids.extend(trade.trade_id for trade in page)
+        return run_of(info.trade_count, ids)
+
+    async def write(self, trade_file: TradeFile, batches: AsyncIterator[Batch], counts: Counts) -> None:
+        exchange, symbol = trade_file.exchange, trade_file.symbol
+        async for batch in batches:
+            inputs = trade_inputs(batch.rows, exchange=exchange, symbol=symbol, first_line=batch.first_line)
+            for start in range(0, len(inputs), MAX_MESSAGE_TRADES):
+                try:
+                    result = await self._app.ingest.publish_trades(inputs[start : start + MAX_MESSAGE_TRADES])
+                except InvalidArgumentError as error:
+                    raise InvalidArgumentError(
+                        error.violations, f"{error} (trades[0] is line {batch.first_line + start} of the file)"
+                    ) from error
+                counts.inserted += result.accepted
+                counts.duplicates += result.duplicates
 
 
 class DirectDestination:
@@ -99,12 +143,7 @@ class ServiceDestination:
                 request, timeout=self._client.timeout_seconds, metadata=self._client.options.metadata()
             )
             ids.extend(trade.trade_id for trade in page.trades)
-        import re
-
-        if not ids or not all(re.fullmatch(CANONICAL_ID, i) for i in ids):
-            return None
-        low, high = min(map(int, ids)), max(map(int, ids))
-        return StoredRange(low, high) if high - low + 1 == info.trade_count else None
+        return run_of(info.trade_count, ids)
 
     async def write(self, trade_file: TradeFile, batches: AsyncIterator[Batch], counts: Counts) -> None:
 
