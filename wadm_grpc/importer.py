@@ -127,8 +127,7 @@ async def _run_direct(settings: Settings, planned: list[TradeFile], request: Imp
         return await _run_all(planned, DirectDestination(loader, latest_us=latest_us), request, stop)
     finally:
         began = time.perf_counter()
-        await loader.finish()  # even after Ctrl-C: what was loaded gets its rollups
-        if loader.loaded:
+        if await loader.finish():  # even after Ctrl-C: what was loaded gets its rollups
             print(f"rollups rebuilt in {time.perf_counter() - began:.1f} s")
 
 

@@ -321,3 +321,26 @@ async def test_direct_on_another_store_goes_through_ingest_and_resumes_too(
     assert found == [(1000, 1000, 0, 0), (3000, 2000, 0, 1000)]
     [summary] = await store.symbols(("binance-usdm",))
     assert summary.trade_count == 3000
+
+
+async def test_a_rerun_after_a_load_killed_before_its_rollup_rebuild_repairs_the_rollups(tmp_path: Path) -> None:
+    from wadm_grpc.imports.rows import validated
+    from wadm_grpc.stores.duckdb.bulk_load import DuckDBBulkLoader
+
+    trade_file = describe(UM_TRADES, exchange=None, market=None, symbol=None)
+    loader = DuckDBBulkLoader.open(tmp_path / "store.duckdb")
+    for batch in importer.read_batches(trade_file, Position()):  # loaded, then "killed": no finish()
+        rows = validated(batch, exchange="binance-usdm", symbol="BTCUSDT", first_line=2, latest_us=2**62)
+        loader.load("binance-usdm", "BTCUSDT", rows)
+    loader._connection.close()
+    await loader.store.close()
+
+    code, out, err = await run_cli("import", "--direct", str(UM_TRADES), env=store_env(tmp_path))
+
+    assert code == 0, err
+    assert "21313 skipped as already stored" in out and "rollups rebuilt" in out
+    store = DuckDBTradeStore(tmp_path / "store.duckdb")
+    try:
+        assert [(s.symbol, s.trade_count) for s in await store.symbols(())] == [("BTCUSDT", 21313)]
+    finally:
+        await store.close()

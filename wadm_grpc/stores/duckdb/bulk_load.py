@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wadm_grpc.domain.errors import FailedPreconditionError
+from wadm_grpc.stores.duckdb import sql
 from wadm_grpc.stores.duckdb.batches import ARROW_DECIMAL, TRADE_COLUMNS
 from wadm_grpc.stores.duckdb.store import DuckDBTradeStore
 
@@ -92,14 +93,25 @@ class DuckDBBulkLoader:
         self.loaded += inserted
         return inserted
 
-    async def finish(self) -> None:
-        """Rebuild the rollups once (when anything was loaded) and close the file."""
+    def rollups_behind(self) -> bool:
+        """Whether the rollups miss trades (a bulk load killed before its rebuild)."""
+        row = self._connection.execute(
+            f"""SELECT (SELECT count(*) FROM trades),
+                       (SELECT coalesce(sum(trade_count), 0) FROM rollups WHERE tier = '{sql.MARKET_TIER}')"""
+        ).fetchall()[0]
+        return bool(row[0] != row[1])
+
+    async def finish(self) -> bool:
+        """Rebuild the rollups once (when anything was loaded, or an earlier load left them behind) and
+        close the file; whether they were rebuilt."""
         try:
+            stale = self.loaded > 0 or self.rollups_behind()
             self._connection.close()
-            if self.loaded:
+            if stale:
                 await self.store.rebuild_rollups()
         finally:
             await self.store.close()
+        return stale
 
 
 def _scales(text: pa.ChunkedArray) -> pa.ChunkedArray:
