@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Protocol
@@ -111,14 +113,35 @@ class DirectDestination:
         return StoredRange(*found) if found else None
 
     async def write(self, trade_file: TradeFile, batches: AsyncIterator[Batch], counts: Counts) -> None:
+        """One insert in flight on a writer thread while the next batch is read and validated (DuckDB
+        releases the GIL); each insert is one statement, committed or not at all, and is awaited before
+        this returns, so `counts` is exact even after Ctrl-C."""
         exchange, symbol = trade_file.exchange, trade_file.symbol
-        async for batch in batches:
-            rows = validated(
-                batch.rows, exchange=exchange, symbol=symbol, first_line=batch.first_line, latest_us=self._latest_us
-            )
-            inserted = self._loader.load(exchange, symbol, rows)  # one statement: committed or not at all
-            counts.inserted += inserted
-            counts.duplicates += rows.num_rows - inserted
+        loop = asyncio.get_running_loop()
+        in_flight: asyncio.Future[int] | None = None
+        in_flight_rows = 0
+        with ThreadPoolExecutor(1, "import-insert") as writer:
+            try:
+                async for batch in batches:
+                    rows = validated(
+                        batch.rows,
+                        exchange=exchange,
+                        symbol=symbol,
+                        first_line=batch.first_line,
+                        latest_us=self._latest_us,
+                    )
+                    if in_flight is not None:
+                        _count(counts, await in_flight, in_flight_rows)
+                    in_flight = loop.run_in_executor(writer, self._loader.load, exchange, symbol, rows)
+                    in_flight_rows = rows.num_rows
+            finally:
+                if in_flight is not None:
+                    _count(counts, await asyncio.shield(in_flight), in_flight_rows)
+
+
+def _count(counts: Counts, inserted: int, rows: int) -> None:
+    counts.inserted += inserted
+    counts.duplicates += rows - inserted
 
 
 class ServiceDestination:
