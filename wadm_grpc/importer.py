@@ -140,7 +140,7 @@ async def _run_all(planned: list[TradeFile], destination: Destination, request: 
         counts = Counts()
         began = time.perf_counter()
         try:
-            with Progress(trade_file, enabled=show_bar) as progress:
+            with Progress(trade_file, enabled=show_bar, force_terminal=request.progress is True) as progress:
                 await _import_file(trade_file, destination, counts, progress, stop)
         except (InvalidArgumentError, FileRefused) as error:
             print(f"{trade_file.path}: rejected: {error}", file=sys.stderr)

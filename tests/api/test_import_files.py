@@ -344,3 +344,11 @@ async def test_a_rerun_after_a_load_killed_before_its_rollup_rebuild_repairs_the
         assert [(s.symbol, s.trade_count) for s in await store.symbols(())] == [("BTCUSDT", 21313)]
     finally:
         await store.close()
+
+
+async def test_progress_bar_shows_rows_rate_and_eta_when_asked_for(tmp_path: Path) -> None:
+    code, out, err = await run_cli("import", "--direct", "--progress", str(UM_TRADES), env=store_env(tmp_path))
+
+    assert code == 0, err
+    assert "21,313 rows" in err and "rows/s" in err and "ETA" in err
+    assert SUMMARY.match(out.splitlines()[0])

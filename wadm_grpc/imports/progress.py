@@ -15,7 +15,8 @@ from wadm_grpc.feeds.binance_files import TradeFile
 class Progress:
     """A bar on stderr while one file imports, when enabled; otherwise nothing."""
 
-    def __init__(self, trade_file: TradeFile, *, enabled: bool) -> None:
+    def __init__(self, trade_file: TradeFile, *, enabled: bool, force_terminal: bool = False) -> None:
+        """`force_terminal`: draw even when stderr is not a terminal (`--progress` asked for it)."""
         self._file = trade_file
         self._bar: RichProgress | None = None
         self._task: TaskID | None = None
@@ -28,8 +29,10 @@ class Progress:
                 TextColumn("{task.fields[rate]:>10,.0f} rows/s"),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
+                console=Console(
+                    stderr=True, force_terminal=force_terminal or None, width=140 if force_terminal else None
+                ),
+                transient=not force_terminal,
             )
 
     def __enter__(self) -> Progress:
