@@ -18,6 +18,7 @@ from bench import (
     candles,
     http,
     http_streams,
+    imports,
     ingest,
     live_candles,
     multistats,
@@ -52,6 +53,7 @@ SECTIONS: dict[str, Section] = {
     "http-streams": http_streams.run,
     "abuse": abuse.run,
     "observability": observability.run,
+    "import": imports.run,
 }
 
 

@@ -40,15 +40,23 @@ def _parser() -> argparse.ArgumentParser:
     gateway.add_argument("--tls-cert", help="client certificate (PEM) for a target requiring mTLS, with --tls-key")
     gateway.add_argument("--tls-key", help="the client certificate's private key (PEM)")
     gateway.add_argument("--tls-server-name", help="name to check the target's certificate against (default: its host)")
-    imp = commands.add_parser("import", help="load a Binance public-data trades CSV")
-    imp.add_argument("files", nargs="+", help="CSV files (id,price,qty,quote_qty,time,is_buyer_maker)")
-    imp.add_argument("--exchange", required=True, help="exchange the trades are from, e.g. binance")
-    imp.add_argument("--symbol", help="symbol (default: from the file name, e.g. BTCUSDT-trades-....csv)")
+    imp = commands.add_parser("import", help="load Binance public-data trade files (.csv, or the .zip holding one)")
+    imp.add_argument("files", nargs="+", help="trade files as data.binance.vision publishes them (spot, USD-M, COIN-M)")
+    imp.add_argument(
+        "--exchange", help="store the trades under this exchange (default: binance, binance-usdm or binance-coinm)"
+    )
+    imp.add_argument(
+        "--market", choices=("spot", "usdm", "coinm"), help="the files' Binance market (default: from name and columns)"
+    )
+    imp.add_argument("--symbol", help="symbol (default: from the file name, e.g. BTCUSDT-trades-....zip)")
     imp.add_argument(
         "--target", help="server to publish to (default: WADM_HOST:WADM_PORT, a wildcard host meaning loopback)"
     )
     imp.add_argument(
-        "--direct", action="store_true", help="write into WADM_STORE directly instead (server not running)"
+        "--direct", action="store_true", help="bulk-load into the DuckDB WADM_STORE instead (server not running)"
+    )
+    imp.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, help="progress bar (default: when stderr is a terminal)"
     )
     keys_cli.add_parser(commands)
     return parser
@@ -129,18 +137,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: cannot serve: {type(error).__name__}: {error}", file=sys.stderr)
             return 1
         return 0
-    from wadm_grpc.importer import run_import
+    from wadm_grpc.importer import INTERRUPTED, ImportRequest, run_import
 
-    return asyncio.run(
-        run_import(
-            settings,
-            files=args.files,
-            exchange=args.exchange,
-            symbol=args.symbol,
-            target=args.target,
-            direct=args.direct,
-        )
+    request = ImportRequest(
+        files=args.files,
+        exchange=args.exchange,
+        market=args.market,
+        symbol=args.symbol,
+        target=args.target,
+        direct=args.direct,
+        progress=args.progress,
     )
+    try:
+        return asyncio.run(run_import(settings, request))
+    except (KeyboardInterrupt, asyncio.CancelledError):  # a second Ctrl-C: stopped at once
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

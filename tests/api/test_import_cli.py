@@ -28,14 +28,14 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_import_publishes_through_the_server_idempotently(served: Running) -> None:
+async def test_import_publishes_through_the_server_and_a_rerun_skips_what_is_stored(served: Running) -> None:
     code, out, err = await run_cli("import", "--exchange", "binance", "--target", served.target, str(UM_TRADES))
     assert code == 0, err
-    assert "BTCUSDT on binance: 21313 accepted, 0 duplicates" in out
+    assert "BTCUSDT on binance: 21313 read, 21313 accepted, 0 duplicates, 0 skipped as already stored" in out
 
     code, out, _ = await run_cli("import", "--exchange", "binance", "--target", served.target, str(UM_TRADES))
     assert code == 0
-    assert "0 accepted, 21313 duplicates" in out
+    assert "21313 read, 0 accepted, 0 duplicates, 21313 skipped as already stored" in out
     kline = read_kline_rows()[3]
     candles = await served.client.get_candles("BTCUSDT", "1m", start=int(kline["open_time"]) * 1000, limit=1)
     assert (candles.candles[0].close, candles.candles[0].volume) == (kline["close"], kline["volume"])
@@ -52,7 +52,7 @@ async def test_headerless_file_and_explicit_symbol_direct_into_the_store(tmp_pat
     )
 
     assert code == 0, err
-    assert "BTCUSDT on binance: 100 accepted, 0 duplicates" in out
+    assert "BTCUSDT on binance: 100 read, 100 accepted, 0 duplicates" in out
 
 
 async def test_a_bad_row_is_reported_and_nothing_of_its_batch_is_sent(served: Running, tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ async def test_without_target_import_publishes_to_the_server_wadm_host_and_port_
     code, out, err = await run_cli("import", "--exchange", "binance", str(first_trades(tmp_path, 100)), env=env)
 
     assert code == 0, err
-    assert "BTCUSDT on binance: 100 accepted, 0 duplicates" in out
+    assert "BTCUSDT on binance: 100 read, 100 accepted, 0 duplicates" in out
     assert [s.symbol for s in (await served.client.list_symbols()).symbols] == ["BTCUSDT"]
 
 
@@ -94,7 +94,7 @@ async def test_an_explicit_target_wins_over_wadm_port(served: Running) -> None:
     )
 
     assert code == 0, err
-    assert "21313 accepted" in out
+    assert "21313 read, 21313 accepted" in out
 
 
 async def test_without_target_a_port_picked_at_start_is_refused_with_a_hint() -> None:

@@ -35,22 +35,28 @@ def read_trades(stream: TextIO, *, exchange: str, symbol: str, batch_size: int =
             raise InvalidArgumentError.of(f"line {line}", f"expected at least 6 columns, got {len(row)}")
         trade_id, price, quantity, _quote, time, buyer_maker = (cell.strip() for cell in row[:6])
         batch.append(
-            TradeInput(
-                exchange=exchange,
-                symbol=symbol,
-                trade_id=trade_id,
-                price=price,
-                quantity=quantity,
-                side=_side(buyer_maker),
-                time_us=_time_us(time),
-                time_problem=None if time.isdigit() else f"line {line}: {time!r} is not epoch milliseconds",
-            )
+            trade_input((trade_id, price, quantity, time, buyer_maker), exchange=exchange, symbol=symbol, line=line)
         )
         if len(batch) >= batch_size:
             yield batch
             batch = []
     if batch:
         yield batch
+
+
+def trade_input(row: tuple[str, str, str, str, str], *, exchange: str, symbol: str, line: int) -> TradeInput:
+    """One row's (id, price, qty, time, is_buyer_maker) as a TradeInput, unvalidated."""
+    trade_id, price, quantity, time, buyer_maker = row
+    return TradeInput(
+        exchange=exchange,
+        symbol=symbol,
+        trade_id=trade_id,
+        price=price,
+        quantity=quantity,
+        side=_side(buyer_maker),
+        time_us=_time_us(time),
+        time_problem=None if time.isdigit() else f"line {line}: {time!r} is not epoch milliseconds",
+    )
 
 
 def _side(buyer_maker: str) -> Side | None:

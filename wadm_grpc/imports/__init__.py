@@ -1,0 +1,1 @@
+"""The importer's parts: rows (skip, validate), destinations (service, direct), progress."""
