@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from wadm_grpc.domain.decimals import divide, scale_of, subtract
@@ -11,6 +11,21 @@ from wadm_grpc.domain.timeframe import Timeframe
 # VWAP is a quotient: it is rounded to the price precision plus this many digits.
 VWAP_EXTRA_DIGITS = 4
 MILLISECOND_US = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateText:
+    """An Aggregate's pass-through decimals as exact plain text, as a store that formats them in bulk
+    read them (the same digits as the Decimals: the wire needs no formatting per value)."""
+
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    quote_volume: str
+    buy_volume: str
+    buy_quote_volume: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +43,8 @@ class Aggregate:
     buy_quote_volume: Decimal
     first_trade_us: int
     last_trade_us: int
+    # The same decimals as text, when the store read them so (never compared: it equals the Decimals).
+    text: AggregateText | None = field(default=None, compare=False, repr=False)
 
     @property
     def sell_volume(self) -> Decimal:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from wadm_grpc.domain.aggregate import Aggregate, Candle, SymbolSummary
+from wadm_grpc.domain.aggregate import Aggregate, AggregateText, Candle, SymbolSummary
 from wadm_grpc.domain.decimals import to_wire
 from wadm_grpc.domain.errors import Violations
 from wadm_grpc.domain.orderbook import Level
@@ -173,25 +173,54 @@ def trade(value: Trade) -> trade_pb2.Trade:
 
 def candle(value: Candle) -> md.Candle:
     """A candle on the wire."""
+    response = md.GetCandlesResponse()
+    _add_candle(response, value)
+    return response.candles[0]
+
+
+def candles_response(symbol: str, timeframe: md.Timeframe.ValueType, candles: Sequence[Candle]) -> bytes:
+    """GetCandlesResponse, serialized. Decimals a store read as text go through as that text; only the
+    sells and the VWAP are computed (issue 12: per-candle Python was most of an uncached answer)."""
+    response = md.GetCandlesResponse(symbol=symbol, timeframe=timeframe)
+    for value in candles:
+        _add_candle(response, value)
+    return response.SerializeToString()
+
+
+def _add_candle(response: md.GetCandlesResponse, value: Candle) -> None:
     ohlcv: Aggregate = value.ohlcv
     vwap = ohlcv.vwap
-    return md.Candle(
-        open_time=timestamp(value.open_time_us),
-        close_time=timestamp(value.close_time_us),
-        open=to_wire(ohlcv.open),
-        high=to_wire(ohlcv.high),
-        low=to_wire(ohlcv.low),
-        close=to_wire(ohlcv.close),
-        volume=to_wire(ohlcv.volume),
-        quote_volume=to_wire(ohlcv.quote_volume),
+    text = ohlcv.text
+    if text is None:
+        text = AggregateText(
+            open=to_wire(ohlcv.open),
+            high=to_wire(ohlcv.high),
+            low=to_wire(ohlcv.low),
+            close=to_wire(ohlcv.close),
+            volume=to_wire(ohlcv.volume),
+            quote_volume=to_wire(ohlcv.quote_volume),
+            buy_volume=to_wire(ohlcv.buy_volume),
+            buy_quote_volume=to_wire(ohlcv.buy_quote_volume),
+        )
+    added = response.candles.add(
+        open=text.open,
+        high=text.high,
+        low=text.low,
+        close=text.close,
+        volume=text.volume,
+        quote_volume=text.quote_volume,
         trade_count=ohlcv.trade_count,
-        taker_buy_volume=to_wire(ohlcv.buy_volume),
-        taker_buy_quote_volume=to_wire(ohlcv.buy_quote_volume),
+        taker_buy_volume=text.buy_volume,
+        taker_buy_quote_volume=text.buy_quote_volume,
         taker_sell_volume=to_wire(ohlcv.sell_volume),
         taker_sell_quote_volume=to_wire(ohlcv.sell_quote_volume),
         vwap="" if vwap is None else to_wire(vwap),
         closed=value.closed,
     )
+    seconds, micros = divmod(value.open_time_us, 1_000_000)
+    added.open_time.seconds, added.open_time.nanos = seconds, micros * NANOS_PER_MICRO
+    seconds, micros = divmod(value.close_time_us, 1_000_000)
+    added.close_time.seconds, added.close_time.nanos = seconds, micros * NANOS_PER_MICRO
 
 
 def symbol_summary(value: SymbolSummary) -> md.SymbolSummary:
