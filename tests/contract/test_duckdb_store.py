@@ -267,3 +267,53 @@ async def test_a_version_2_file_is_migrated_and_its_rollups_rebuilt_exactly(tmp_
         await migrated.close()
     with duckdb.connect(str(path), read_only=True) as connection:
         assert connection.execute("SELECT version FROM wadm_schema").fetchall() == [(3,)]
+
+
+async def test_candle_text_for_the_wire_equals_the_decimal_rules(tmp_path: Path) -> None:
+    # Issue 12: the store formats every decimal of a candle in SQL (sells and VWAP included) and the wire
+    # takes that text as is; it must be digit for digit what the Decimal rules give, for ordinary prices,
+    # tiny ones (VWAP below 1, leading zeros), whole-number markets, and sums too large for the SQL VWAP
+    # (the Decimals are divided instead).
+    store = DuckDBTradeStore(tmp_path / "t.duckdb")
+    rng = random.Random(5)
+    trades = [
+        *make_trades(seed=21, count=300, start_us=T0, spacing_us=7_000_000, exchanges=("a", "b")),
+        *(
+            Trade("x", "TINYUSD", str(i), Decimal(f"0.0000{rng.randint(1, 999)}"), Decimal("3.1"), side, T0 + i)
+            for i, side in enumerate([Side.BUY, Side.SELL] * 20)
+        ),
+        # VWAPs exactly halfway at the 5th decimal (whole prices: 4 decimals): 1.00005 -> 1.0000, 1.00015 -> 1.0002.
+        *(
+            Trade(
+                "x", "TIEUSD", f"{minute}{price}", Decimal(price), Decimal(quantity), Side.BUY, T0 + minute * MINUTE_US
+            )
+            for minute, pair in enumerate([(19999, 1), (19997, 3)])
+            for price, quantity in zip((1, 2), pair, strict=True)
+        ),
+        *(Trade("x", "WHOLEUSD", str(i), Decimal(rng.randint(1, 99)), Decimal(7), Side.SELL, T0 + i) for i in range(9)),
+        *(
+            Trade("x", "BIGUSD", str(i), Decimal("1000000.123456789"), Decimal("100000.123456789"), Side.BUY, T0 + i)
+            for i in range(4)
+        ),
+    ]
+    try:
+        await store.insert_trades(trades)
+        checked = 0
+        for symbol in sorted({t.symbol for t in trades}):
+            for timeframe in (Timeframe.M1, Timeframe.H1, Timeframe.W1):
+                for _, got in await store.candles(query(timeframe, symbol=symbol)):
+                    text = got.text
+                    assert text is not None
+                    vwap = got.vwap
+                    assert (text.sell_volume, text.sell_quote_volume) == (
+                        format(got.sell_volume, "f"),
+                        format(got.sell_quote_volume, "f"),
+                    )
+                    assert text.vwap is None if symbol == "BIGUSD" else text.vwap == format(vwap, "f"), symbol
+                    assert exact(got)[:5] == (text.open, text.high, text.low, text.close, text.volume)
+                    checked += 1
+        assert checked > 10
+        ties = await store.candles(query(Timeframe.M1, symbol="TIEUSD"))
+        assert [a.text.vwap for _, a in ties if a.text] == ["1.0000", "1.0002"]
+    finally:
+        await store.close()
