@@ -26,10 +26,6 @@ class AggregateText:
     quote_volume: str
     buy_volume: str
     buy_quote_volume: str
-    # Derived figures, when the store computed them too (None: compute them from the Decimals).
-    sell_volume: str | None = None
-    sell_quote_volume: str | None = None
-    vwap: str | None = None  # "" when there is none (no volume)
 
 
 @dataclass(frozen=True, slots=True)

@@ -187,13 +187,9 @@ def candles_response(symbol: str, timeframe: md.Timeframe.ValueType, candles: Se
     return response.SerializeToString()
 
 
-def _vwap_text(ohlcv: Aggregate) -> str:
-    vwap = ohlcv.vwap
-    return "" if vwap is None else to_wire(vwap)
-
-
 def _add_candle(response: md.GetCandlesResponse, value: Candle) -> None:
     ohlcv: Aggregate = value.ohlcv
+    vwap = ohlcv.vwap
     text = ohlcv.text
     if text is None:
         text = AggregateText(
@@ -216,11 +212,9 @@ def _add_candle(response: md.GetCandlesResponse, value: Candle) -> None:
         trade_count=ohlcv.trade_count,
         taker_buy_volume=text.buy_volume,
         taker_buy_quote_volume=text.buy_quote_volume,
-        taker_sell_volume=to_wire(ohlcv.sell_volume) if text.sell_volume is None else text.sell_volume,
-        taker_sell_quote_volume=(
-            to_wire(ohlcv.sell_quote_volume) if text.sell_quote_volume is None else text.sell_quote_volume
-        ),
-        vwap=_vwap_text(ohlcv) if text.vwap is None else text.vwap,
+        taker_sell_volume=to_wire(ohlcv.sell_volume),
+        taker_sell_quote_volume=to_wire(ohlcv.sell_quote_volume),
+        vwap="" if vwap is None else to_wire(vwap),
         closed=value.closed,
     )
     seconds, micros = divmod(value.open_time_us, 1_000_000)

@@ -39,8 +39,8 @@ def widening_windows(
 
 
 def aggregate_of(row: Sequence[Any]) -> Aggregate:
-    """An Aggregate from sql.AGGREGATE_TEXT's columns (or sql.CANDLE_TEXT's), keeping their text for the wire."""
-    open_, high, low, close, volume, quote, trade_count, buy_volume, buy_quote, first_us, last_us, *derived = row
+    """An Aggregate from sql.AGGREGATE_TEXT's columns, keeping their text for the wire."""
+    open_, high, low, close, volume, quote, trade_count, buy_volume, buy_quote, first_us, last_us = row
     text = AggregateText(
         open=open_,
         high=high,
@@ -50,9 +50,6 @@ def aggregate_of(row: Sequence[Any]) -> Aggregate:
         quote_volume=quote,
         buy_volume=buy_volume,
         buy_quote_volume=buy_quote,
-        sell_volume=derived[0] if derived else None,
-        sell_quote_volume=derived[1] if derived else None,
-        vwap=derived[2] if derived else None,
     )
     return Aggregate(
         open=Decimal(text.open),

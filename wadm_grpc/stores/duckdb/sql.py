@@ -15,7 +15,6 @@ every bucket row is normalised. HUGEINT holds 1.7 x 10^38: about 10^22 trades at
 
 from __future__ import annotations
 
-from wadm_grpc.domain.aggregate import VWAP_EXTRA_DIGITS
 from wadm_grpc.domain.decimals import MAX_SCALE
 from wadm_grpc.domain.timeframe import Rollup
 
@@ -209,67 +208,19 @@ def in_list(column: str, count: int) -> str:
     return f"{column} IN ({', '.join('?' * count)})"
 
 
-def _sell_limbs(name: str) -> str:
-    """The limbs of `name` minus buy_`name` (both normalised; the difference borrows one whole unit when
-    the fractions go negative)."""
-    borrow = f"CAST({name}_fraction < buy_{name}_fraction AS INTEGER)"
-    return (
-        f"{name}_whole - buy_{name}_whole - {borrow} AS sell_{name}_whole, "
-        f"{name}_fraction - buy_{name}_fraction + {borrow} * {FRACTION_UNITS} AS sell_{name}_fraction"
-    )
-
-
-# The VWAP's digits: quote / volume rounded half-even to price_scale + VWAP_EXTRA_DIGITS decimals (the
-# rule of domain/aggregate.py), computed exactly in HUGEINT when the scaled quote fits (always for
-# ordinary candles; NULL otherwise, and Python divides Decimals instead).
-_VWAP_DIGITS = f"price_scale + {VWAP_EXTRA_DIGITS}"
-_VWAP_FITS = f"price_scale <= 14 AND quote_whole < pow(10, 14 - price_scale) AND volume_whole < {10**19}"
-_VWAP_UNITS = f"""
-    SELECT *, units // divisor + CASE WHEN 2 * (units % divisor) > divisor
-                                        OR (2 * (units % divisor) = divisor AND units // divisor % 2 = 1)
-                                      THEN 1 ELSE 0 END AS vwap_units
-    FROM (
-        SELECT *, volume_whole * {FRACTION_UNITS} + volume_fraction AS divisor,
-               CASE WHEN {_VWAP_FITS}
-                    THEN (quote_whole * {FRACTION_UNITS} + quote_fraction) * CAST(pow(10, {_VWAP_DIGITS}) AS HUGEINT)
-               END AS units
-        FROM ({{source}})
-    )"""
-# lpad() truncates a longer string: pad to at least one digit before the point, never shorter.
-_VWAP_DIGITS_TEXT = "CAST(vwap_units AS VARCHAR)"
-_VWAP_WIDTH = f"CAST(greatest(length({_VWAP_DIGITS_TEXT}), {_VWAP_DIGITS} + 1) AS INTEGER)"
-_VWAP_PADDED = f"lpad({_VWAP_DIGITS_TEXT}, {_VWAP_WIDTH}, '0')"
-_VWAP_TEXT = (
-    f"CASE WHEN divisor = 0 THEN '' WHEN vwap_units IS NULL THEN NULL "
-    f"ELSE left({_VWAP_PADDED}, length({_VWAP_PADDED}) - ({_VWAP_DIGITS})) || '.' "
-    f"|| right({_VWAP_PADDED}, {_VWAP_DIGITS}) END"
-)
-# What a candle adds to AGGREGATE_TEXT: the taker sells as text, and the VWAP's text (NULL: not computed).
-CANDLE_TEXT = ", ".join(
-    [
-        AGGREGATE_TEXT,
-        fixed_sum("sell_volume", "quantity_scale"),
-        fixed_sum("sell_quote", "quote_scale"),
-        _VWAP_TEXT,
-    ]
-)
-
-
 def candles(tier: Rollup, *, timeframe_us: int, offset_us: int, exchanges: int, newest_first: bool) -> str:
-    """Candles from a tier's buckets in [?, ?) (bucket starts), for one symbol, as CANDLE_TEXT.
-    Parameters: symbol, exchanges..., low, high, limit."""
+    """Candles from a tier's buckets in [?, ?) (bucket starts), for one symbol. Parameters: symbol,
+    exchanges..., low, high, limit."""
     order = "DESC" if newest_first else "ASC"
-    buckets = f"""
-        SELECT *, {_sell_limbs("volume")}, {_sell_limbs("quote")} FROM (
-            SELECT bucket - (bucket + {timeframe_us - offset_us}) % {timeframe_us} AS open_time, {AGGREGATES}
-            FROM rollups
-            WHERE tier = '{tier.label}' AND symbol = ? AND {in_list("exchange", exchanges)}
-              AND bucket >= ? AND bucket < ?
-            GROUP BY open_time
-            ORDER BY open_time {order}
-            LIMIT ?
-        )"""
-    return f"SELECT open_time, {CANDLE_TEXT} FROM ({_VWAP_UNITS.format(source=buckets)})"
+    return f"""
+SELECT open_time, {AGGREGATE_TEXT} FROM (
+    SELECT bucket - (bucket + {timeframe_us - offset_us}) % {timeframe_us} AS open_time, {AGGREGATES}
+    FROM rollups
+    WHERE tier = '{tier.label}' AND symbol = ? AND {in_list("exchange", exchanges)} AND bucket >= ? AND bucket < ?
+    GROUP BY open_time
+    ORDER BY open_time {order}
+    LIMIT ?
+)"""
 
 
 def market_bounds(exchanges: int) -> str:
