@@ -20,6 +20,34 @@ from wadm_grpc.stores.duckdb.reads import Cursor, aggregate_of, widening_windows
 
 # The first window holds this many times the buckets the density predicts (trades cluster).
 MARGIN = 1.25
+# A market's first and last trade time and trade count.
+Bounds = tuple[int, int, int]
+
+
+class MarketBounds:
+    """Market bounds remembered between reads until the next write: a read-only snapshot (or a quiet
+    writer) then spends one statement per candle read, not two. Entries carry the write generation they
+    were read in; every committed write starts a new one (`written`), which voids them all."""
+
+    def __init__(self) -> None:
+        self._generation = 0
+        self._known: dict[tuple[str, tuple[str, ...]], tuple[int, Bounds | None]] = {}
+
+    def written(self) -> None:
+        """A write was committed (called after the commit: an entry read meanwhile is voided too)."""
+        self._generation += 1
+        self._known.clear()
+
+    def read(self, cursor: Cursor, symbol: str, exchanges: tuple[str, ...]) -> Bounds | None:
+        """The bounds of (symbol, exchanges), None for a market without trades."""
+        generation = self._generation  # before the statement: a write meanwhile voids what it reads
+        known = self._known.get((symbol, exchanges))
+        if known is not None and known[0] == generation:
+            return known[1]
+        row = cursor.execute(sql.market_bounds(len(exchanges)), [symbol, *exchanges]).fetchone()
+        bounds = None if row is None or row[0] is None else (int(row[0]), int(row[1]), int(row[2]))
+        self._known[(symbol, exchanges)] = (generation, bounds)
+        return bounds
 
 
 def literal(value: str) -> str:
@@ -35,10 +63,12 @@ def first_span_buckets(limit: int, bucket_us: int, first_us: int, last_us: int, 
     return max(limit, math.ceil(limit / max(non_empty, 1e-9) * MARGIN))
 
 
-def read_candles(cursor: Cursor, prepared: MutableSet[str], query: CandleQuery) -> list[tuple[int, Aggregate]]:
+def read_candles(
+    cursor: Cursor, prepared: MutableSet[str], bounds: MarketBounds, query: CandleQuery
+) -> list[tuple[int, Aggregate]]:
     """The query's candles, oldest first. `prepared`: the statement names this cursor has prepared."""
-    row = cursor.execute(sql.market_bounds(len(query.exchanges)), [query.symbol, *query.exchanges]).fetchone()
-    if row is None or row[0] is None:
+    row = bounds.read(cursor, query.symbol, query.exchanges)
+    if row is None:
         return []
     timeframe = query.timeframe
     size = timeframe.micros

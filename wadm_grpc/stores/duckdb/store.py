@@ -26,7 +26,7 @@ from wadm_grpc.domain.trade_batch import TradeBatch, columns_of
 from wadm_grpc.ports import CandleQuery, TradeQuery
 from wadm_grpc.stores.duckdb import sql
 from wadm_grpc.stores.duckdb.batches import TRADE_COLUMNS, trades_table
-from wadm_grpc.stores.duckdb.candles import read_candles
+from wadm_grpc.stores.duckdb.candles import MarketBounds, read_candles
 from wadm_grpc.stores.duckdb.reads import Cursor, read_trades, window_stats
 from wadm_grpc.stores.duckdb.rollups import RollupMerger
 
@@ -48,6 +48,7 @@ class DuckDBTradeStore:
         self._readers = ThreadPoolExecutor(read_threads, "duckdb-read", initializer=self._open_cursor)
         self._writer = ThreadPoolExecutor(1, "duckdb-write", initializer=self._open_cursor)
         self._merger = RollupMerger()  # used by the writer thread only
+        self._bounds = MarketBounds()
         self._cursors: list[Cursor] = []
         self._cursors_lock = threading.Lock()
         # Statements executed: the contract suite checks that multi-symbol stats take ONE.
@@ -82,7 +83,11 @@ class DuckDBTradeStore:
 
     async def _run(self, pool: ThreadPoolExecutor, work: Callable[[Cursor], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(pool, lambda: work(cast(Cursor, _Counting(self, self._local.cursor))))
+        try:
+            return await loop.run_in_executor(pool, lambda: work(cast(Cursor, _Counting(self, self._local.cursor))))
+        finally:
+            if pool is self._writer:  # whatever the writer did may have moved a market's bounds
+                self._bounds.written()
 
     async def _read(self, work: Callable[[Cursor], T]) -> T:
         return await self._run(self._readers, work)
@@ -189,7 +194,7 @@ class DuckDBTradeStore:
     # -- reads --------------------------------------------------------------------------------------
 
     async def candles(self, query: CandleQuery) -> list[tuple[int, Aggregate]]:
-        return await self._read(lambda cursor: read_candles(cursor, self._local.prepared, query))
+        return await self._read(lambda cursor: read_candles(cursor, self._local.prepared, self._bounds, query))
 
     async def symbols(self, exchanges: tuple[str, ...]) -> list[SymbolSummary]:
         rows = await self._read(lambda cursor: cursor.execute(sql.symbols(len(exchanges)), list(exchanges)).fetchall())
