@@ -27,13 +27,17 @@ UNCACHED = {"WADM_CACHE": "false"}
 
 
 @asynccontextmanager
-async def dataset_servers(data: Datasets, names: Sequence[str]) -> AsyncIterator[list[Served]]:
-    """A real server subprocess per dataset (read cache off), all up at once; killed on exit."""
+async def dataset_servers(
+    data: Datasets, names: Sequence[str], extra_env: dict[str, str] | None = None
+) -> AsyncIterator[list[Served]]:
+    """A real server subprocess per dataset (read cache off, plus `extra_env`), all up at once; killed on exit."""
     sets = [await data.get(name) for name in names]
     async with AsyncExitStack() as stack:
         served = []
         for dataset in sets:
-            server = await stack.enter_async_context(wadm_server(f"wadm-{dataset.name}", dataset.path, UNCACHED))
+            server = await stack.enter_async_context(
+                wadm_server(f"wadm-{dataset.name}", dataset.path, UNCACHED | (extra_env or {}))
+            )
             client = await stack.enter_async_context(RawWadmClient.connect(server.target, timeout_seconds=30))
             served.append(Served(dataset, server, client))
         yield served

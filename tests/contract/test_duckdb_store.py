@@ -267,3 +267,39 @@ async def test_a_version_2_file_is_migrated_and_its_rollups_rebuilt_exactly(tmp_
         await migrated.close()
     with duckdb.connect(str(path), read_only=True) as connection:
         assert connection.execute("SELECT version FROM wadm_schema").fetchall() == [(3,)]
+
+
+async def test_candle_reads_see_every_committed_write_though_bounds_are_remembered(tmp_path: Path) -> None:
+    # Issue 12: a market's bounds are remembered between candle reads until the next write.
+    store = DuckDBTradeStore(tmp_path / "t.duckdb", read_threads=1)  # one reader: one cursor, prepared once
+    trades = make_trades(seed=31, count=40, start_us=T0, spacing_us=61_000_000)
+    try:
+        await store.insert_trades(trades[:20])
+        before = await store.candles(query(Timeframe.M1))
+        assert [start for start, _ in before] == sorted({Timeframe.M1.bucket_start(t.time_us) for t in trades[:20]})
+        statements = store.round_trips
+        assert await store.candles(query(Timeframe.M1)) == before
+        assert store.round_trips - statements == 1  # bounds remembered: the EXECUTE only
+
+        await store.insert_trades(trades[20:])
+
+        after = await store.candles(query(Timeframe.M1))
+        assert as_exact(after) == as_exact(list(buckets(trades, Timeframe.M1.bucket_start).items()))  # type: ignore[arg-type]
+    finally:
+        await store.close()
+
+
+async def test_sparse_history_is_read_in_one_window(tmp_path: Path) -> None:
+    # Issue 12: the first window is sized by the market's trade density, so 500 candles of a market with
+    # a trade every ~3 hours take one statement, not a series of 4x-widening misses.
+    store = DuckDBTradeStore(tmp_path / "t.duckdb", read_threads=1)  # one reader: one cursor, prepared once
+    try:
+        await store.insert_trades(make_trades(seed=32, count=700, start_us=T0, spacing_us=3 * HOUR_US + 7))
+        await store.candles(query(Timeframe.M1, limit=5))  # prepares the statement
+        await store.insert_trades(make_trades(seed=33, count=1, start_us=T0 - DAY_US, spacing_us=1))  # voids bounds
+        statements = store.round_trips
+        got = await store.candles(query(Timeframe.M1, limit=500))
+        assert len(got) == 500
+        assert store.round_trips - statements == 2  # the bounds and ONE window
+    finally:
+        await store.close()

@@ -123,3 +123,28 @@ def test_whatever_the_screen_accepts_the_rules_accept_identically() -> None:
         batch = screen(columns, latest_us=LATEST)
         if batch is not None:
             assert list(batch) == parse_trades(inputs(columns), latest_us=LATEST)
+
+
+def test_a_received_trade_without_a_time_is_never_vouched_for_in_bulk() -> None:
+    # convert.received_columns reads every field of a message in one call and no longer asks HasField:
+    # an absent time reads as 0, which the bulk checks must refuse so the per-trade rules name it.
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from wadm_grpc.api.grpc import convert
+    from wadm_grpc.pb.wadm.market.v1 import trade_pb2
+
+    def message(trade_id: str, time: Timestamp | None) -> trade_pb2.Trade:
+        found = trade_pb2.Trade(exchange="binance", symbol="BTCUSDT", trade_id=trade_id, price="1.5", quantity="2")
+        found.side = trade_pb2.SIDE_BUY
+        if time is not None:
+            found.time.CopyFrom(time)
+        return found
+
+    timed = [message(str(i), Timestamp(seconds=T0 // 1_000_000 + i)) for i in range(3)]
+    columns = convert.received_columns(timed)
+    assert columns is not None and screen(columns, latest_us=LATEST) is not None
+
+    columns = convert.received_columns([*timed, message("9", None)])
+    assert columns is None or screen(columns, latest_us=LATEST) is None
+    with pytest.raises(InvalidArgumentError, match="time"):
+        parse_trades([convert.trade_input(m) for m in [*timed, message("9", None)]], latest_us=LATEST)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 from wadm_grpc.domain.decimals import divide, scale_of, subtract
 from wadm_grpc.domain.timeframe import Timeframe
@@ -11,6 +12,21 @@ from wadm_grpc.domain.timeframe import Timeframe
 # VWAP is a quotient: it is rounded to the price precision plus this many digits.
 VWAP_EXTRA_DIGITS = 4
 MILLISECOND_US = 1_000
+
+
+class AggregateText(NamedTuple):
+    """An Aggregate's pass-through decimals as exact plain text, as a store that formats them in bulk
+    read them (the same digits as the Decimals: the wire needs no formatting per value). A NamedTuple:
+    built for every candle read, it must be cheap."""
+
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    quote_volume: str
+    buy_volume: str
+    buy_quote_volume: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +44,8 @@ class Aggregate:
     buy_quote_volume: Decimal
     first_trade_us: int
     last_trade_us: int
+    # The same decimals as text, when the store read them so (never compared: it equals the Decimals).
+    text: AggregateText | None = field(default=None, compare=False, repr=False)
 
     @property
     def sell_volume(self) -> Decimal:
@@ -44,7 +62,9 @@ class Aggregate:
         """quote_volume / volume, rounded half-even to the price precision + 4 digits; None if no volume."""
         if self.trade_count == 0 or not self.volume:
             return None
-        return divide(self.quote_volume, self.volume, scale_of(self.high) + VWAP_EXTRA_DIGITS)
+        text = self.text
+        scale = scale_of(self.high) if text is None else _scale_of_text(text.high)
+        return divide(self.quote_volume, self.volume, scale + VWAP_EXTRA_DIGITS)
 
     def gap_after(self) -> Aggregate:
         """An empty bucket after this one, Binance style: OHLC = this close, zero volume."""
@@ -100,3 +120,9 @@ class WindowStats:
     symbol: str
     exchanges: tuple[str, ...]
     ohlcv: Aggregate
+
+
+def _scale_of_text(text: str) -> int:
+    """Digits after the point of a plain decimal string (cheaper than Decimal.as_tuple)."""
+    point = text.find(".")
+    return 0 if point < 0 else len(text) - point - 1

@@ -94,9 +94,7 @@ class MarketDataServicer:
     @unary
     async def GetCandles(self, request: md.GetCandlesRequest, context: Context) -> bytes:
         def render(symbol: str, candles: list[Candle]) -> bytes:
-            return md.GetCandlesResponse(
-                symbol=symbol, timeframe=request.timeframe, candles=[convert.candle(c) for c in candles]
-            ).SerializeToString()
+            return convert.candles_response(symbol, request.timeframe, candles)
 
         problems = Violations()
         answer = await self._candles.get_candles(

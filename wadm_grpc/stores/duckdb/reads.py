@@ -8,7 +8,7 @@ from typing import Any
 
 import duckdb
 
-from wadm_grpc.domain.aggregate import Aggregate, WindowStats
+from wadm_grpc.domain.aggregate import Aggregate, AggregateText, WindowStats
 from wadm_grpc.domain.decimals import with_scale
 from wadm_grpc.domain.timeframe import Rollup, window_pieces
 from wadm_grpc.domain.trade import Side, Trade
@@ -39,20 +39,31 @@ def widening_windows(
 
 
 def aggregate_of(row: Sequence[Any]) -> Aggregate:
-    """An Aggregate from sql.AGGREGATE_TEXT's columns."""
+    """An Aggregate from sql.AGGREGATE_TEXT's columns, keeping their text for the wire."""
     open_, high, low, close, volume, quote, trade_count, buy_volume, buy_quote, first_us, last_us = row
+    text = AggregateText(
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=volume,
+        quote_volume=quote,
+        buy_volume=buy_volume,
+        buy_quote_volume=buy_quote,
+    )
     return Aggregate(
-        open=Decimal(open_),
-        high=Decimal(high),
-        low=Decimal(low),
-        close=Decimal(close),
-        volume=Decimal(volume),
-        quote_volume=Decimal(quote),
+        open=Decimal(text.open),
+        high=Decimal(text.high),
+        low=Decimal(text.low),
+        close=Decimal(text.close),
+        volume=Decimal(text.volume),
+        quote_volume=Decimal(text.quote_volume),
         trade_count=int(trade_count),
-        buy_volume=Decimal(buy_volume),
-        buy_quote_volume=Decimal(buy_quote),
+        buy_volume=Decimal(text.buy_volume),
+        buy_quote_volume=Decimal(text.buy_quote_volume),
         first_trade_us=first_us,
         last_trade_us=last_us,
+        text=text,
     )
 
 

@@ -26,7 +26,8 @@ from wadm_grpc.domain.trade_batch import TradeBatch, columns_of
 from wadm_grpc.ports import CandleQuery, TradeQuery
 from wadm_grpc.stores.duckdb import sql
 from wadm_grpc.stores.duckdb.batches import TRADE_COLUMNS, trades_table
-from wadm_grpc.stores.duckdb.reads import Cursor, aggregate_of, read_trades, widening_windows, window_stats
+from wadm_grpc.stores.duckdb.candles import MarketBounds, read_candles
+from wadm_grpc.stores.duckdb.reads import Cursor, read_trades, window_stats
 from wadm_grpc.stores.duckdb.rollups import RollupMerger
 
 T = TypeVar("T")
@@ -47,6 +48,7 @@ class DuckDBTradeStore:
         self._readers = ThreadPoolExecutor(read_threads, "duckdb-read", initializer=self._open_cursor)
         self._writer = ThreadPoolExecutor(1, "duckdb-write", initializer=self._open_cursor)
         self._merger = RollupMerger()  # used by the writer thread only
+        self._bounds = MarketBounds()
         self._cursors: list[Cursor] = []
         self._cursors_lock = threading.Lock()
         # Statements executed: the contract suite checks that multi-symbol stats take ONE.
@@ -75,12 +77,17 @@ class DuckDBTradeStore:
     def _open_cursor(self) -> None:
         cursor = self._connection.cursor()
         self._local.cursor = cursor
+        self._local.prepared = set()  # names of the statements this cursor has prepared
         with self._cursors_lock:
             self._cursors.append(cursor)
 
     async def _run(self, pool: ThreadPoolExecutor, work: Callable[[Cursor], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(pool, lambda: work(cast(Cursor, _Counting(self, self._local.cursor))))
+        try:
+            return await loop.run_in_executor(pool, lambda: work(cast(Cursor, _Counting(self, self._local.cursor))))
+        finally:
+            if pool is self._writer:  # whatever the writer did may have moved a market's bounds
+                self._bounds.written()
 
     async def _read(self, work: Callable[[Cursor], T]) -> T:
         return await self._run(self._readers, work)
@@ -187,39 +194,7 @@ class DuckDBTradeStore:
     # -- reads --------------------------------------------------------------------------------------
 
     async def candles(self, query: CandleQuery) -> list[tuple[int, Aggregate]]:
-        return await self._read(lambda cursor: self._candles(cursor, query))
-
-    def _candles(self, cursor: Cursor, query: CandleQuery) -> list[tuple[int, Aggregate]]:
-        row = cursor.execute(sql.market_bounds(len(query.exchanges)), [query.symbol, *query.exchanges]).fetchone()
-        if row is None or row[0] is None:
-            return []
-        timeframe = query.timeframe
-        size = timeframe.micros
-        first = timeframe.bucket_start(row[0])
-        last = timeframe.bucket_start(row[1])
-        if query.start_us is not None:
-            first = max(first, -(-(query.start_us - timeframe.offset_us) // size) * size + timeframe.offset_us)
-        if query.end_us is not None:
-            last = min(last, timeframe.bucket_start(query.end_us))
-        statement = sql.candles(
-            timeframe.rollup,
-            timeframe_us=size,
-            offset_us=timeframe.offset_us,
-            exchanges=len(query.exchanges),
-            newest_first=query.newest_first,
-        )
-        found: list[tuple[int, Aggregate]] = []
-        windows = widening_windows(first, last, query.limit * size, step=size, newest_first=query.newest_first)
-        for window_low, window_high in windows:
-            if len(found) >= query.limit:
-                break
-            rows = cursor.execute(
-                statement,
-                [query.symbol, *query.exchanges, window_low, window_high + size, query.limit - len(found)],
-            ).fetchall()
-            found.extend((open_time, aggregate_of(rest)) for open_time, *rest in rows)
-        found.sort(key=lambda item: item[0])
-        return found
+        return await self._read(lambda cursor: read_candles(cursor, self._local.prepared, self._bounds, query))
 
     async def symbols(self, exchanges: tuple[str, ...]) -> list[SymbolSummary]:
         rows = await self._read(lambda cursor: cursor.execute(sql.symbols(len(exchanges)), list(exchanges)).fetchall())
