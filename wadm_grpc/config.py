@@ -80,7 +80,7 @@ class Settings:
     store_queue: int = 32
     store_queue_seconds: float = 0.5
     grpc_max_message_bytes: int = 4 * 1024 * 1024
-    grpc_max_concurrent_streams: int = 1000
+    grpc_max_concurrent_streams: int = 32
     grpc_min_ping_interval_seconds: float = 10.0
     http_max_concurrency: int = 2000
 
