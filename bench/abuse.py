@@ -21,6 +21,7 @@ import grpc
 from bench.datasets import Datasets
 from bench.processes import ROOT, ServerProcess, wadm_server
 from bench.report import SectionResult, Table, ms, percentile, ratio, times
+from wadm_grpc.api.grpc.server import DEFAULT_MAX_CONCURRENT_STREAMS
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2_grpc as md_grpc
 
@@ -31,10 +32,11 @@ MINUTE_US = 60_000_000
 CALL_TIMEOUT_SECONDS = 60.0
 RSS_SAMPLE_SECONDS = 0.05
 SYMBOL = "BTCUSDT"
+DEFAULTS = {"WADM_GRPC_MAX_CONCURRENT_STREAMS": str(DEFAULT_MAX_CONCURRENT_STREAMS)}  # bench servers have 1000
 BEFORE = {"WADM_GRPC_MAX_CONCURRENT_STREAMS": "1000", "WADM_LOADS_THREAD": "false"}
 VARIANTS = (
-    ("defaults (32 calls/connection, loads thread)", {}),
-    ("loads on the server's loop", {"WADM_LOADS_THREAD": "false"}),
+    (f"defaults ({DEFAULT_MAX_CONCURRENT_STREAMS} calls/connection, loads thread)", DEFAULTS),
+    ("loads on the server's loop", DEFAULTS | {"WADM_LOADS_THREAD": "false"}),
     ("1000 calls/connection, loads on the loop", BEFORE),
     ("shedding off too (before issue 10)", BEFORE | {"WADM_MAX_STORE_QUERIES": "0"}),
 )
