@@ -75,6 +75,9 @@ def wadm_env(store_path: Path, extra: Mapping[str, str] | None = None) -> dict[s
         "WADM_LOG_FORMAT": "json",
         "WADM_GRACE_SECONDS": "1",
         "WADM_HTTP": "false",  # bench/http.py measures the gateway; here it would only hold port 8080
+        # The benches put up to 100 streams and 64 calls on one channel; the server's default cap (32 calls
+        # per connection) is measured by section abuse, which sets it explicitly.
+        "WADM_GRPC_MAX_CONCURRENT_STREAMS": "1000",
     }
     return env | dict(extra or {})
 

@@ -47,7 +47,7 @@ from wadm_grpc.services.live_candles import LiveCandleService
 from wadm_grpc.services.orderbook import OrderbookService
 from wadm_grpc.services.page_tokens import PageTokens
 from wadm_grpc.services.read_cache import CacheTtls, ReadCache
-from wadm_grpc.services.shedding import GatedTradeStore, StoreQueryGate
+from wadm_grpc.services.shedding import GatedTradeStore, LoadsThread, StoreQueryGate
 from wadm_grpc.services.stats import StatsService
 from wadm_grpc.services.streaming import StreamService
 from wadm_grpc.services.symbols import SymbolService
@@ -179,11 +179,15 @@ async def bootstrap(
     gate = None
     reads: TradeStore = store
     if settings.max_store_queries > 0:
+        loads = LoadsThread() if settings.loads_thread else None
+        if loads is not None:
+            closers.append(loads.aclose)
         gate = StoreQueryGate(
             max_running=settings.max_store_queries,
             max_queued=settings.store_queue,
             max_wait_seconds=settings.store_queue_seconds,
             on_shed=access.events.shed,
+            loads=loads,
         )
         reads = GatedTradeStore(store, gate)
         cache.gate = gate

@@ -79,8 +79,9 @@ class Settings:
     max_store_queries: int = 3
     store_queue: int = 32
     store_queue_seconds: float = 0.5
+    loads_thread: bool = True  # cache-miss loads run on a thread of their own (services/shedding.py)
     grpc_max_message_bytes: int = 4 * 1024 * 1024
-    grpc_max_concurrent_streams: int = 1000
+    grpc_max_concurrent_streams: int = 32
     grpc_min_ping_interval_seconds: float = 10.0
     http_max_concurrency: int = 2000
 
@@ -199,6 +200,8 @@ class Settings:
                 values[f"cache_ttl_{kind}_seconds"] = _number(env[name], name, float, 0.001, 86400 * 7)
         if "WADM_HTTP" in env:
             values["http_enabled"] = _flag(env["WADM_HTTP"], "WADM_HTTP")
+        if "WADM_LOADS_THREAD" in env:
+            values["loads_thread"] = _flag(env["WADM_LOADS_THREAD"], "WADM_LOADS_THREAD")
         if "WADM_HTTP_PORT" in env:
             values["http_port"] = _number(env["WADM_HTTP_PORT"], "WADM_HTTP_PORT", int, 0, 65535)
         if "WADM_CORS_ORIGINS" in env:

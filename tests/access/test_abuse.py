@@ -52,6 +52,9 @@ async def test_cached_answers_never_wait_behind_a_saturated_store(tmp_path: Path
             victim = md_grpc.MarketDataServiceStub(victim_channel)
             cached = md.GetCandlesRequest(symbol="BTCUSDT", timeframe=md.TIMEFRAME_1M, limit=100)
             await victim.GetCandles(cached)  # warm
+            # The flood's connection is up and has the server's settings (its stream cap) before the burst:
+            # streams opened beyond the cap before that are refused by HTTP/2 (RST_STREAM), not shed.
+            await flooder.ListSymbols(md.ListSymbolsRequest())
 
             async def flood_one(index: int) -> grpc.StatusCode:
                 try:

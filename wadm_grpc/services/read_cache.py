@@ -83,7 +83,7 @@ class ReadCache:
             unguarded = load
 
             async def load() -> bytes:
-                return await gate.run(unguarded)
+                return await gate.run(unguarded, off_loop=True)
 
         if self._aside is None:
             return await load()

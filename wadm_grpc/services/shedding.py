@@ -6,11 +6,18 @@ Python work on the event loop: 1,000 candles cost more than the query), so the l
 `max_running` such answers to build at once; reads that no cache fronts (ListTrades) take a slot per
 store read. Cached answers never pass the gate, so they never wait behind it. A flood of uncached queries
 then costs its own callers refusals, not the other clients' latency, nor the server's memory.
+
+With a LoadsThread, a load holding a slot runs on that thread's event loop, not the server's: building
+and rendering a 1,000-candle answer is tens of milliseconds of Python, which on the server's loop would
+hold up every other call for as long (GIL switching hands the loop the interpreter every few
+milliseconds instead). The load's store reads go back to the server's loop (GatedTradeStore), where the
+store adapters and their clients live.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
@@ -30,13 +37,74 @@ call_method: ContextVar[str] = ContextVar("call_method", default="")
 # Whether the running task holds a slot: a load that holds one (the whole cache miss: store reads and
 # rendering) passes its own store reads through instead of queueing behind itself.
 _holding: ContextVar[bool] = ContextVar("holding_store_slot", default=False)
+# The server's event loop, while a load runs on a LoadsThread (its store reads are sent back there).
+_home_loop: ContextVar[asyncio.AbstractEventLoop | None] = ContextVar("home_loop", default=None)
 RETRY_AFTER_SECONDS = 1.0
 SHED_REASON = "OVERLOADED"
 
 
+async def _call(read: Callable[[], Awaitable[T]]) -> T:
+    return await read()
+
+
+class LoadsThread:
+    """An event loop on a daemon thread of its own (started on first use) for loads that hold a slot."""
+
+    def __init__(self, name: str = "wadm-loads") -> None:
+        self._name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The thread's loop, None before the first load."""
+        return self._loop
+
+    async def run(self, read: Callable[[], Awaitable[T]]) -> T:
+        """`await read()` on this thread's loop; store reads it makes come back to the caller's loop."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name=self._name, daemon=True)
+            self._thread.start()
+        # The task on the other loop runs in a copy of this context (call vars, slot, the home loop).
+        token = _home_loop.set(asyncio.get_running_loop())
+        try:
+            done = asyncio.run_coroutine_threadsafe(_call(read), self._loop)
+        finally:
+            _home_loop.reset(token)
+        return await asyncio.wrap_future(done)  # cancelling the call cancels the load too
+
+    async def aclose(self) -> None:
+        """Cancel the loads still running (their callers get CancelledError), then stop the thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        self._loop = self._thread = None
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_cancel_all(), loop))
+        loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join)
+        loop.close()
+
+
+async def _cancel_all() -> None:
+    tasks = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def at_home(read: Callable[[], Awaitable[T]]) -> T:
+    """`await read()` on the server's loop: directly there, sent back from a LoadsThread."""
+    home = _home_loop.get()
+    if home is None or home is asyncio.get_running_loop():
+        return await read()
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_call(read), home))
+
+
 class StoreQueryGate:
     """At most `max_running` reads at once; up to `max_queued` more wait, each at most `max_wait_seconds`
-    and never past its call's deadline; any other read is refused at once."""
+    and never past its call's deadline; any other read is refused at once. With `loads`, a read given
+    with `off_loop=True` (a whole cache-miss load) runs on that thread once it holds a slot."""
 
     def __init__(
         self,
@@ -45,10 +113,12 @@ class StoreQueryGate:
         max_queued: int,
         max_wait_seconds: float,
         on_shed: Callable[[str], None] | None = None,
+        loads: LoadsThread | None = None,
     ) -> None:
         self.max_running = max_running
         self.max_queued = max_queued
         self.max_wait_seconds = max_wait_seconds
+        self.loads = loads
         self._slots = asyncio.Semaphore(max_running)
         self._waiting = 0
         self._on_shed = on_shed
@@ -74,8 +144,9 @@ class StoreQueryGate:
             retry_after_seconds=RETRY_AFTER_SECONDS,
         )
 
-    async def run(self, read: Callable[[], Awaitable[T]]) -> T:
-        """`await read()` once a slot is free, or UnavailableError (at once when this task holds one)."""
+    async def run(self, read: Callable[[], Awaitable[T]], *, off_loop: bool = False) -> T:
+        """`await read()` once a slot is free (on the LoadsThread when `off_loop`), or UnavailableError
+        (at once when this task holds one)."""
         if _holding.get():
             return await read()
         if self._slots.locked():
@@ -99,6 +170,8 @@ class StoreQueryGate:
             await self._slots.acquire()
         token = _holding.set(True)
         try:
+            if off_loop and self.loads is not None:
+                return await self.loads.run(read)
             return await read()
         finally:
             _holding.reset(token)
@@ -106,8 +179,8 @@ class StoreQueryGate:
 
 
 class GatedTradeStore:
-    """A TradeStore whose aggregate and trade reads pass a StoreQueryGate; writes and the symbol list
-    (one row per market) go straight through."""
+    """A TradeStore whose aggregate and trade reads pass a StoreQueryGate (and run on the server's loop,
+    also for a load on a LoadsThread); writes and the symbol list (one row per market) go straight through."""
 
     def __init__(self, store: TradeStore, gate: StoreQueryGate) -> None:
         self.inner = store
@@ -119,7 +192,7 @@ class GatedTradeStore:
 
     async def candles(self, query: CandleQuery) -> list[tuple[int, Aggregate]]:
         """Gated."""
-        return await self.gate.run(lambda: self.inner.candles(query))
+        return await self.gate.run(lambda: at_home(lambda: self.inner.candles(query)))
 
     async def symbols(self, exchanges: tuple[str, ...]) -> list[SymbolSummary]:
         """Not gated: one row per market, as cheap as a cache read, and what clients poll to find markets."""
@@ -129,11 +202,12 @@ class GatedTradeStore:
         self, symbols: Sequence[str], exchanges: tuple[str, ...], start_us: int, end_us: int
     ) -> dict[str, WindowStats]:
         """Gated."""
-        return await self.gate.run(lambda: self.inner.window_stats(symbols, exchanges, start_us, end_us))
+        read = lambda: self.inner.window_stats(symbols, exchanges, start_us, end_us)  # noqa: E731
+        return await self.gate.run(lambda: at_home(read))
 
     async def trades(self, query: TradeQuery) -> list[Trade]:
         """Gated."""
-        return await self.gate.run(lambda: self.inner.trades(query))
+        return await self.gate.run(lambda: at_home(lambda: self.inner.trades(query)))
 
     async def close(self) -> None:
         """Close the store."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,14 +52,25 @@ def transport_options(
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_concurrent_streams", max_concurrent_streams),
+        # A stream stops counting against the cap when it closes, as the client counts it, not when the
+        # server has freed it: else a client reusing a slot at once gets RST_STREAM (REFUSED_STREAM).
+        ("grpc.http.overload_protection", 0),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", int(min_ping_interval_seconds * 1000)),
         ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
     ]
 
 
+# 32 calls in flight per connection: a client's further calls wait in its own channel (gRPC clients queue
+# them) instead of in the server's queue of calls to pick up, where they would delay every other
+# client's calls of the same method (docs/access.md, "Transport limits").
+DEFAULT_MAX_CONCURRENT_STREAMS = 32
 DEFAULT_TRANSPORT = transport_options(
-    max_message_bytes=4 * 1024 * 1024, max_concurrent_streams=1000, min_ping_interval_seconds=10.0
+    max_message_bytes=4 * 1024 * 1024,
+    max_concurrent_streams=DEFAULT_MAX_CONCURRENT_STREAMS,
+    min_ping_interval_seconds=10.0,
 )
+# The local addresses (the HTTP gateway's hop: every HTTP client over one connection) are not capped.
+LOCAL_MAX_CONCURRENT_STREAMS = 2**31 - 1
 
 
 class _Registration:
@@ -91,12 +103,14 @@ def _add_market_data(servicer: MarketDataServicer, server: grpc.aio.Server) -> N
 
 @dataclass
 class GrpcServer:
-    """A started server and the health service that reports its lifecycle."""
+    """A started server and the health service that reports its lifecycle; `local` serves the local
+    addresses (the HTTP gateway's hop) without the per-connection stream cap of the public port."""
 
     server: grpc.aio.Server
     port: int
     health: HealthServicer
     ingest: TradeIngestServicer | None = None
+    local: grpc.aio.Server | None = None
 
     async def start_draining(self) -> None:
         """Report NOT_SERVING for every service (first step of shutdown); calls are still served."""
@@ -111,13 +125,34 @@ class GrpcServer:
     async def stop(self, grace_seconds: float) -> None:
         """Stop taking calls, let running ones finish for up to `grace_seconds`, then cancel the rest."""
         await self.start_draining()
-        await self.server.stop(grace_seconds)
+        servers = [self.server] if self.local is None else [self.server, self.local]
+        await asyncio.gather(*(server.stop(grace_seconds) for server in servers))
 
 
 def _listen(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
     if credentials is None:
         return server.add_insecure_port(address)
     return server.add_secure_port(address, credentials)
+
+
+@dataclass(frozen=True)
+class _Servicers:
+    market_data: MarketDataServicer
+    ingest: TradeIngestServicer
+    admin: AdminServicer
+    health: HealthServicer
+
+
+def _make_server(
+    options: dict[str, Any], interceptors: Sequence[grpc.aio.ServerInterceptor], servicers: _Servicers
+) -> grpc.aio.Server:
+    server = grpc.aio.server(options=list(options.items()), interceptors=[*interceptors, MalformedRequestInterceptor()])
+    _add_market_data(servicers.market_data, server)
+    ingest_grpc.add_TradeIngestServiceServicer_to_server(servicers.ingest, server)
+    admin_grpc.add_AdminServiceServicer_to_server(servicers.admin, server)
+    health_pb2_grpc.add_HealthServicer_to_server(servicers.health, server)
+    add_reflection(server, (*SERVICES, HEALTH))
+    return server
 
 
 async def build_server(
@@ -132,23 +167,26 @@ async def build_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> GrpcServer:
     """Create, bind and start the server; `address` like "127.0.0.1:0" (port 0 picks a free one).
-    `local_addresses`: more to listen on, plaintext, e.g. this process's own socket for its HTTP gateway.
+    `local_addresses`: more to listen on, plaintext, e.g. this process's own socket for its HTTP gateway;
+    they are served by a second server of the same services whose connections are not capped
+    (`LOCAL_MAX_CONCURRENT_STREAMS`): the gateway carries every HTTP client over its one connection.
     `credentials`: TLS for `address` (plaintext without). `interceptors` run first, in order (observing,
     then access control), then the malformed-request guard. `extra_options` override the defaults
     (DEFAULT_TRANSPORT)."""
     options = dict(CHANNEL_OPTIONS + DEFAULT_TRANSPORT + (extra_options or []))
-    server = grpc.aio.server(options=list(options.items()), interceptors=[*interceptors, MalformedRequestInterceptor()])
-    _add_market_data(market_data, server)
-    ingest_grpc.add_TradeIngestServiceServicer_to_server(ingest, server)
-    admin_grpc.add_AdminServiceServicer_to_server(admin, server)
     health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    add_reflection(server, (*SERVICES, HEALTH))
+    servicers = _Servicers(market_data=market_data, ingest=ingest, admin=admin, health=health)
+    server = _make_server(options, interceptors, servicers)
     port = _listen(server, address, credentials)
-    for local in local_addresses:
-        server.add_insecure_port(local)
+    local = None
+    if local_addresses:
+        uncapped = options | {"grpc.max_concurrent_streams": LOCAL_MAX_CONCURRENT_STREAMS, "grpc.so_reuseport": 0}
+        local = _make_server(uncapped, interceptors, servicers)
+        for local_address in local_addresses:
+            local.add_insecure_port(local_address)
+        await local.start()
     await server.start()
     for name in ("", *SERVICES):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", extra={"address": address, "port": port, "tls": credentials is not None})
-    return GrpcServer(server=server, port=port, health=health, ingest=ingest)
+    return GrpcServer(server=server, port=port, health=health, ingest=ingest, local=local)
