@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wadm_client.options import DEFAULT_CALLS_PER_CHANNEL
 from wadm_grpc import logs
 from wadm_grpc.access import keys_cli
 from wadm_grpc.config import Settings, SettingsError
@@ -40,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     gateway.add_argument("--tls-cert", help="client certificate (PEM) for a target requiring mTLS, with --tls-key")
     gateway.add_argument("--tls-key", help="the client certificate's private key (PEM)")
     gateway.add_argument("--tls-server-name", help="name to check the target's certificate against (default: its host)")
+    gateway.add_argument(
+        "--calls-per-connection",
+        type=int,
+        default=DEFAULT_CALLS_PER_CHANNEL,
+        help="open another connection to --target when each has this many calls in flight (the target's "
+        "WADM_GRPC_MAX_CONCURRENT_STREAMS; default %(default)s)",
+    )
     imp = commands.add_parser("import", help="load Binance public-data trade files (.csv, or the .zip holding one)")
     imp.add_argument("files", nargs="+", help="trade files as data.binance.vision publishes them (spot, USD-M, COIN-M)")
     imp.add_argument(
@@ -131,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     grace_seconds=settings.grace_seconds,
                     tls=tls_files(settings),
                     upstream_tls=upstream_tls,
+                    calls_per_channel=args.calls_per_connection,
                 )
             )
         except (OSError, ValueError) as error:  # a port in use: one line, as serve does

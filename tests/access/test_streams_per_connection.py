@@ -4,16 +4,20 @@ own channel), not on the HTTP gateway's local socket (which carries every HTTP c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
+from wadm_client import ConnectOptions, WadmClient
 
 from tests.access.support import NOW
 from tests.support import make_trades
 from wadm_grpc.api.grpc.server import DEFAULT_MAX_CONCURRENT_STREAMS
+from wadm_grpc.api.http.server import start_http
 from wadm_grpc.bootstrap import bootstrap, gateway_socket, start_grpc
 from wadm_grpc.bus.memory import InProcessTradeBus
 from wadm_grpc.config import Settings
@@ -82,3 +86,35 @@ async def test_the_gateways_local_socket_is_not_capped(tmp_path: Path) -> None:
         assert (await stub.ListSymbols(md.ListSymbolsRequest(), timeout=30)).symbols
         for stream in streams:
             stream.cancel()  # type: ignore[attr-defined]
+
+
+async def test_the_clients_pool_opens_another_connection_when_each_has_the_cap_in_flight(tmp_path: Path) -> None:
+    async with _serving(tmp_path) as (public, _):
+        async with WadmClient(ConnectOptions(target=public, calls_per_channel=CAP)) as client:
+            streams = await _open_streams(client.market, CAP * 2)  # past one connection's cap: all run
+            assert client.channel.channels == 2
+            assert await client.list_symbols()  # a third connection, not a wait behind the streams
+            assert client.channel.channels == 3
+            for stream in streams:
+                stream.cancel()  # type: ignore[attr-defined]
+            async with asyncio.timeout(30):  # calls that ended free their slot: no more connections
+                while client.channel.in_flight:
+                    await asyncio.sleep(0.01)
+            assert await client.list_symbols()
+            assert client.channel.channels == 3
+
+
+async def test_the_standalone_gateway_spreads_http_streams_over_connections(tmp_path: Path) -> None:
+    async with _serving(tmp_path) as (public, _):
+        http = await start_http(target=public, host="127.0.0.1", port=0, calls_per_channel=CAP)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", timeout=30) as web:
+                query = "/api/v1/market/trades:stream?symbols=BTCUSDT&heartbeat_interval=60s"
+                async with contextlib.AsyncExitStack() as streams:
+                    for _ in range(CAP + 1):  # one more HTTP stream than a connection to the server carries
+                        response = await streams.enter_async_context(web.stream("GET", query))
+                        assert response.status_code == 200
+                    symbols = await web.get("/api/v1/market/symbols")
+                    assert symbols.status_code == 200 and symbols.json()["symbols"]
+        finally:
+            await http.stop(0)

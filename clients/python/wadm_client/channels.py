@@ -3,6 +3,7 @@ is built on."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -12,12 +13,14 @@ from wadm_client.options import DEFAULT_TARGET, ConnectOptions
 from wadm_client.pb.wadm.market.v1 import admin_service_pb2_grpc as admin_grpc
 from wadm_client.pb.wadm.market.v1 import market_data_service_pb2_grpc as md_grpc
 from wadm_client.pb.wadm.market.v1 import trade_ingest_service_pb2_grpc as ingest_grpc
+from wadm_client.pool import PooledChannel
 
 
-def aio_channel(options: ConnectOptions) -> grpc.aio.Channel:
+def aio_channel(options: ConnectOptions, extra: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
+    every = [*options.channel_options(), *extra]
     if options.secure:
-        return grpc.aio.secure_channel(options.target, options.credentials(), options=options.channel_options())
-    return grpc.aio.insecure_channel(options.target, options=options.channel_options())
+        return grpc.aio.secure_channel(options.target, options.credentials(), options=every)
+    return grpc.aio.insecure_channel(options.target, options=every)
 
 
 def sync_channel(options: ConnectOptions) -> grpc.Channel:
@@ -61,12 +64,15 @@ class _Connection:
 
 
 class AsyncConnection(_Connection):
-    """A grpc.aio channel: `async with` closes it."""
+    """grpc.aio channels, a pool that opens another connection when one has `calls_per_channel` calls in
+    flight (wadm_client/pool.py): `async with` closes them."""
 
-    channel: grpc.aio.Channel
+    channel: PooledChannel
 
-    def _open(self, options: ConnectOptions) -> grpc.aio.Channel:
-        self.channel = aio_channel(options)
+    def _open(self, options: ConnectOptions) -> PooledChannel:
+        self.channel = PooledChannel(
+            lambda extra: aio_channel(options, extra), calls_per_channel=options.calls_per_channel
+        )
         return self.channel
 
     async def __aenter__(self) -> Self:
@@ -78,7 +84,7 @@ class AsyncConnection(_Connection):
         await self.close()
 
     async def close(self) -> None:
-        """Close the channel."""
+        """Close the channels."""
         await self.channel.close()
 
 

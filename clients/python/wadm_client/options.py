@@ -10,6 +10,8 @@ import grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 API_KEY_HEADER = "x-api-key"
+# The server's default cap of calls in flight on one connection (WADM_GRPC_MAX_CONCURRENT_STREAMS).
+DEFAULT_CALLS_PER_CHANNEL = 32
 # Idempotent reads: gRPC itself retries them on UNAVAILABLE (connection refused, server restarting or draining), with
 # exponential backoff, as the service config below says. Streams reconnect in the client (stream_trades); PublishTrades
 # is idempotent on the server too, but a client stream is not replayed by gRPC's retry buffer in a useful way.
@@ -54,6 +56,9 @@ class ConnectOptions:
     timeout_seconds: float | None = 30.0  # default deadline of unary calls (None: none)
     keepalive_seconds: float | None = None  # HTTP/2 pings; the server must allow the rate (default: off)
     retries: int = 5  # attempts of an idempotent read on UNAVAILABLE (1: no retry)
+    # Calls in flight per connection before the async clients open another one (the server's cap; None: one
+    # connection, calls beyond the server's cap wait in it). See wadm_client/pool.py.
+    calls_per_channel: int | None = DEFAULT_CALLS_PER_CHANNEL
 
     @property
     def secure(self) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2
 
+from wadm_client.pool import PooledChannel
 from wadm_grpc.domain.errors import InvalidArgumentError
 
 # Client headers passed to the server as metadata under their own name.
@@ -80,7 +81,9 @@ def timeout_seconds(headers: Mapping[str, str]) -> float | None:
 
 
 class Upstream:
-    """The gRPC server behind the gateway: one channel, one multicallable per method path."""
+    """The gRPC server behind the gateway: a pool of channels (one unless `calls_per_channel` calls are in
+    flight on each: the public port caps calls per connection, wadm_client/pool.py), one multicallable per
+    method path."""
 
     def __init__(
         self,
@@ -88,13 +91,17 @@ class Upstream:
         *,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, str | int]] = (),
+        calls_per_channel: int | None = None,
     ) -> None:
         self.target = target
         every = [*CHANNEL_OPTIONS, *options]
-        if credentials is None:
-            self.channel = grpc.aio.insecure_channel(target, options=every)
-        else:
-            self.channel = grpc.aio.secure_channel(target, credentials, options=every)
+
+        def open_channel(extra: Sequence[tuple[str, Any]]) -> grpc.aio.Channel:
+            if credentials is None:
+                return grpc.aio.insecure_channel(target, options=[*every, *extra])
+            return grpc.aio.secure_channel(target, credentials, options=[*every, *extra])
+
+        self.channel = PooledChannel(open_channel, calls_per_channel=calls_per_channel)
         self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = {}
         self._streams: dict[str, grpc.aio.UnaryStreamMultiCallable[bytes, bytes]] = {}
         self._bidi: dict[str, grpc.aio.StreamStreamMultiCallable[bytes, bytes]] = {}
@@ -135,5 +142,5 @@ class Upstream:
         return status == health_pb2.HealthCheckResponse.SERVING, name
 
     async def close(self) -> None:
-        """Close the channel (calls still running are cancelled)."""
+        """Close the channels (calls still running are cancelled)."""
         await self.channel.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 import uvicorn
 
+from wadm_client.options import DEFAULT_CALLS_PER_CHANNEL
 from wadm_grpc.api.http.app import build_app
 from wadm_grpc.api.http.forward import Upstream
 from wadm_grpc.api.tls import ClientTls, TlsFiles, reloading_server_context
@@ -101,14 +102,22 @@ async def start_http(
     upstream_tls: ClientTls | None = None,
     metrics: Metrics | None = None,
     scrape: Scrape | None = None,
+    calls_per_channel: int | None = None,
 ) -> HttpServer:
     """Serve the gateway for the gRPC server at `target` on host:port; returns once it is listening.
     `tls`: serve HTTPS (client certificates required when it names a client CA); `upstream_tls`: reach
-    `target` over TLS. `metrics` count requests; `scrape` answers /metrics."""
+    `target` over TLS. `metrics` count requests; `scrape` answers /metrics. `calls_per_channel`: open another
+    connection to `target` when each has that many calls in flight (None: one connection, for a server
+    without a per-connection cap, as this process's own local socket)."""
     if upstream_tls is None:
-        upstream = Upstream(target)
+        upstream = Upstream(target, calls_per_channel=calls_per_channel)
     else:
-        upstream = Upstream(target, credentials=upstream_tls.credentials(), options=upstream_tls.channel_options())
+        upstream = Upstream(
+            target,
+            credentials=upstream_tls.credentials(),
+            options=upstream_tls.channel_options(),
+            calls_per_channel=calls_per_channel,
+        )
     asgi = build_app(upstream, cors_origins=cors_origins, metrics=metrics, scrape=scrape)
     sock = bind_socket(host, port, reuse_port=reuse_port)
     config = uvicorn.Config(
@@ -154,6 +163,7 @@ async def run_gateway(
     grace_seconds: float = 10.0,
     tls: TlsFiles | None = None,
     upstream_tls: ClientTls | None = None,
+    calls_per_channel: int | None = DEFAULT_CALLS_PER_CHANNEL,
 ) -> None:
     """`python -m wadm_grpc gateway`: the HTTP/JSON face alone, in front of the gRPC server at `target`,
     until SIGTERM or SIGINT (as grpc-gateway runs beside a remote server)."""
@@ -169,6 +179,7 @@ async def run_gateway(
         upstream_tls=upstream_tls,
         metrics=metrics,
         scrape=scraper(metrics),
+        calls_per_channel=calls_per_channel,
     )
     log.info(
         "wadm-grpc gateway started",
