@@ -19,6 +19,7 @@ class Subscribe:
     symbols: Sequence[str]
     exchanges: Sequence[str] = ()
     heartbeat_seconds: float | None = None
+    resume_token: str = ""  # only in the first subscribe: replay from there (services/streaming.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,8 @@ A StreamTradesResponse holding a TradeBatch is, in protobuf's wire format, the c
 trades' encodings, each framed as field 1 (length-delimited), framed again as field 1. So a stream's
 message is built by joining cached byte strings instead of building and serialising messages per
 subscriber, which is the per-message Python work that limits grpc.aio streaming (../shared/STACK.md).
+The message's resume_token (a field outside the batch) is appended as its own field: protobuf fields
+concatenate, so the batch bytes stay shared and only the token's few bytes are per position.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from wadm_grpc.domain.trade import Trade
 
 _FIELD_1_LENGTH_DELIMITED = b"\x0a"
 _FIELD_2_LENGTH_DELIMITED = b"\x12"
+_STREAM_TOKEN_TAG = b"\x1a"  # StreamTradesResponse.resume_token = 3
+_SUBSCRIBE_TOKEN_TAG = b"2"  # SubscribeTradesResponse.resume_token = 6 (0x32)
 # Enough for every trade of a second or two of heavy ingest; older ones are re-encoded if ever needed.
 DEFAULT_CACHE_TRADES = 65_536
 
@@ -52,14 +56,22 @@ class TradeBatchEncoder:
                 self._cache.popitem(last=False)
         return framed
 
-    def encode(self, trades: Sequence[Trade]) -> bytes:
-        """The bytes of StreamTradesResponse(trades=TradeBatch(trades=trades))."""
-        return _field_1(b"".join([self._framed(trade) for trade in trades]))
+    def encode(self, trades: Sequence[Trade], resume_token: str = "") -> bytes:
+        """The bytes of StreamTradesResponse(trades=TradeBatch(trades=trades), resume_token=resume_token)."""
+        return _field_1(b"".join([self._framed(trade) for trade in trades])) + _token(_STREAM_TOKEN_TAG, resume_token)
 
-    def encode_subscribed(self, trades: Sequence[Trade]) -> bytes:
-        """The bytes of SubscribeTradesResponse(trades=TradeBatch(trades=trades)): the batch is its field 2."""
+    def encode_subscribed(self, trades: Sequence[Trade], resume_token: str = "") -> bytes:
+        """The bytes of SubscribeTradesResponse(trades=TradeBatch(trades=trades), resume_token=...): the
+        batch is its field 2, the token field 6."""
         batch = b"".join([self._framed(trade) for trade in trades])
-        return _FIELD_2_LENGTH_DELIMITED + _varint(len(batch)) + batch
+        return _FIELD_2_LENGTH_DELIMITED + _varint(len(batch)) + batch + _token(_SUBSCRIBE_TOKEN_TAG, resume_token)
+
+
+def _token(tag: bytes, token: str) -> bytes:
+    if not token:
+        return b""
+    raw = token.encode()
+    return tag + _varint(len(raw)) + raw
 
 
 def serialize_response(message: bytes | Message) -> bytes:
