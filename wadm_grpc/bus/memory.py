@@ -243,6 +243,11 @@ class MemorySubscription:
             more, position = pending.popleft()
             batch = batch + more
         self._pending_trades -= len(batch)
+        if not pending and self._held is None and self._replay is None:
+            # Nothing else waits: every chunk published or read so far was considered (keeps positions fresh).
+            stream_id, own_seq = self._bus.mark()
+            self._cursor.advance(stream_id, own_seq)
+            position = self._cursor.position()
         self._position = position
         return batch
 

@@ -219,13 +219,19 @@ class RedisTradeBus:
             raise UnavailableError("trades are still on their way to Redis; retry", retry_after_seconds=1.0) from None
 
     def _check_retained(self, info: Any, after: StreamId) -> None:
-        """OutOfRangeError if entries after `after` were trimmed (or the stream is gone)."""
-        info = {_as_bytes(k).decode(): v for k, v in info.items()} if isinstance(info, dict) else {}
-        deleted = info.get("max-deleted-entry-id")
-        first = info.get("first-entry")
-        first_us = _time_us([first]) if first else None
-        if deleted is not None and parse_stream_id(_as_bytes(deleted)) > after:
-            raise expired(first_us, "is older than the stream retention (WADM_STREAM_RETENTION_SECONDS)")
+        """OutOfRangeError if the stream no longer reaches back to `after`: something was trimmed and the
+        oldest entry left is newer (trimming goes oldest first, so entries after `after` may be gone)."""
+        fields = {_as_bytes(k).decode(): v for k, v in info.items()} if isinstance(info, dict) else {}
+        added, length = int(fields.get("entries-added") or 0), int(fields.get("length") or 0)
+        if added <= length:
+            return  # nothing was ever trimmed
+        first = fields.get("first-entry")
+        if first:
+            oldest = parse_stream_id(_as_bytes(first[0]))
+            if oldest > after:
+                raise expired(oldest[0] * 1000, "is older than the stream retention (WADM_STREAM_RETENTION_SECONDS)")
+        elif parse_stream_id(_as_bytes(fields.get("last-generated-id") or b"0-0")) > after:
+            raise expired(None, "is older than the stream retention (WADM_STREAM_RETENTION_SECONDS)")
 
     async def replay_page(self, after: StreamId) -> tuple[list[Chunk], StreamId | None, bool]:
         """Up to REPLAY_PAGE_CHUNKS entries after `after`: their chunks (malformed entries skipped), the last
@@ -362,8 +368,9 @@ class RedisTradeBus:
                     async with self._writer.pipeline(transaction=False) as pipe:
                         oldest = f"{max(0, time.time_ns() // 1_000_000 - self._retention_ms)}-0"
                         for entry in batch:
-                            pipe.xadd(self._key, self._fields(entry), minid=oldest, approximate=True)
-                        pipe.xtrim(self._key, maxlen=self._maxlen, approximate=True)
+                            pipe.xadd(self._key, self._fields(entry), maxlen=self._maxlen, approximate=True)
+                        # Exact: with `~` Redis trims whole nodes (100 entries), so a short retention would not hold.
+                        pipe.xtrim(self._key, minid=oldest, approximate=False)
                         await pipe.execute()
                 except REDIS_FAILURES as error:
                     if self._closed:
