@@ -51,9 +51,11 @@ async def test_sse_names_each_event_and_ends_with_an_error_event(gateway: Gatewa
         assert response.headers["content-type"].startswith("text/event-stream")
         ids = await publish_eth(gateway, seed=2)
         received = lines(response)
+        event_id = (await anext(received)).removeprefix("id: ")
         assert await anext(received) == "event: trades"
         data = json.loads((await anext(received)).removeprefix("data: "))
         assert [t["trade_id"] for t in data["trades"]["trades"]] == ids
+        assert event_id == data["resume_token"] != ""  # the resume token: an EventSource's Last-Event-ID
 
         await gateway.served.bus.close()
         assert await anext(received) == "event: error"
@@ -65,7 +67,7 @@ async def test_heartbeats_flow_on_an_idle_stream(gateway: Gatewayed) -> None:
     async with asyncio.timeout(30), gateway.client.stream("GET", url) as response:
         beat = json.loads(await anext(lines(response)))
 
-    assert set(beat["result"]) == {"heartbeat"}
+    assert set(beat["result"]) == {"heartbeat", "resume_token"}
     assert beat["result"]["heartbeat"]["server_time"] == "2024-08-09T00:10:00Z"
 
 
