@@ -21,6 +21,7 @@ from bench import (
     ingest,
     multistats,
     observability,
+    resume,
     slow_consumers,
     streaming,
     unary,
@@ -45,6 +46,7 @@ SECTIONS: dict[str, Section] = {
     "http-streams": http_streams.run,
     "abuse": abuse.run,
     "observability": observability.run,
+    "resume": resume.run,
 }
 
 
