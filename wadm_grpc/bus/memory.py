@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from wadm_grpc.domain.errors import OutOfRangeError, ResourceExhaustedError, UnavailableError, WadmError
-from wadm_grpc.domain.stream_position import ZERO_ID, Chunk, Cursor, StreamId, StreamPosition
+from wadm_grpc.domain.stream_position import ZERO_ID, Chunk, Cursor, Mark, StreamId, StreamPosition
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.domain.trade_batch import symbols_of
 from wadm_grpc.ports import Subscription
@@ -43,7 +43,7 @@ class Replay(Protocol):
         ...
 
 
-Mark = Callable[[], tuple[StreamId, int]]  # the bus's position now: (stream id read up to, own last seq)
+BusMark = Callable[[], tuple[StreamId, int]]  # the bus's position now: (stream id read up to, own last seq)
 Share = tuple[Chunk, Sequence[Trade]]
 
 
@@ -74,11 +74,11 @@ class MemorySubscription:
         self.exchanges = exchanges
         self._bus = bus
         self._capacity = capacity
-        # Each chunk's share of trades, with the position once it is had.
-        self._pending: deque[tuple[list[Trade], StreamPosition]] = deque()
+        # Each chunk's share of trades, with the cursor's mark once it is had.
+        self._pending: deque[tuple[list[Trade], Mark]] = deque()
         self._pending_trades = 0
         self._cursor = cursor
-        self._position = cursor.position()
+        self._mark = cursor.mark()  # where the trades the last `get` returned end
         self._replay: Replay | None = None
         self._held: list[Share] | None = None  # live chunks that arrive while a resume replays
         self._held_trades = 0
@@ -93,7 +93,7 @@ class MemorySubscription:
 
     def position(self) -> StreamPosition:
         """Everything up to what the last `get` returned."""
-        return self._position
+        return self._cursor.position_of(self._mark)
 
     def idle_position(self) -> StreamPosition:
         """`position()`, moved up to the bus's position now if nothing waits for the subscriber (every trade
@@ -101,13 +101,13 @@ class MemorySubscription:
         if not self._pending and self._held is None and self._replay is None and not self._closed:
             stream_id, own_seq = self._bus.mark()
             self._cursor.advance(stream_id, own_seq)
-            self._position = self._cursor.position()
-        return self._position
+            self._mark = self._cursor.mark()
+        return self.position()
 
     def hold(self, position: StreamPosition) -> None:
         """Start a resume from `position`: live chunks wait until `replay_from` has replayed what was missed."""
-        self._cursor = Cursor(position, self._cursor.tracked[0])
-        self._position = self._cursor.position()
+        self._cursor = Cursor(position, self._cursor.own)
+        self._mark = self._cursor.mark()
         self._held = []
 
     def replay_from(self, replay: Replay) -> None:
@@ -145,7 +145,7 @@ class MemorySubscription:
                 continue
             trades = [t for t in share if t.exchange in exchanges] if exchanges else list(share)
             if trades:
-                self._pending.append((trades, cursor.position()))
+                self._pending.append((trades, cursor.mark()))
                 self._pending_trades += len(trades)
                 took = True
         return took
@@ -166,11 +166,11 @@ class MemorySubscription:
         self._bus.move(self, symbols)
         self.symbols = symbols
         self.exchanges = exchanges
-        kept: deque[tuple[list[Trade], StreamPosition]] = deque()
-        for trades, position in self._pending:
+        kept: deque[tuple[list[Trade], Mark]] = deque()
+        for trades, mark in self._pending:
             share = [t for t in trades if t.symbol in symbols and (not exchanges or t.exchange in exchanges)]
             if share:
-                kept.append((share, position))
+                kept.append((share, mark))
         self._pending = kept
         self._pending_trades = sum(len(trades) for trades, _ in kept)
 
@@ -233,22 +233,23 @@ class MemorySubscription:
         if not self._pending:
             return None
         pending = self._pending
-        trades, position = pending.popleft()
+        trades, mark = pending.popleft()
         if limit is not None and len(trades) > limit:
-            pending.appendleft((trades[limit:], position))
+            pending.appendleft((trades[limit:], mark))
             self._pending_trades -= limit
             return trades[:limit]  # the position stays before this chunk until its last part is taken
         batch = trades
         while pending and (limit is None or len(batch) + len(pending[0][0]) <= limit):
-            more, position = pending.popleft()
+            more, mark = pending.popleft()
             batch = batch + more
         self._pending_trades -= len(batch)
         if not pending and self._held is None and self._replay is None:
             # Nothing else waits: every chunk published or read so far was considered (keeps positions fresh).
             stream_id, own_seq = self._bus.mark()
-            self._cursor.advance(stream_id, own_seq)
-            position = self._cursor.position()
-        self._position = position
+            cursor = self._cursor
+            cursor.advance(stream_id, own_seq)
+            mark = cursor.mark()
+        self._mark = mark
         return batch
 
 
@@ -262,7 +263,7 @@ class InProcessTradeBus:
         retention_seconds: float = DEFAULT_RETENTION_SECONDS,
         retention_trades: int = DEFAULT_RETENTION_TRADES,
         origin: str | None = None,
-        mark: Mark | None = None,
+        mark: BusMark | None = None,
     ) -> None:
         self._buffer_trades = buffer_trades
         self._by_symbol: defaultdict[str, set[MemorySubscription]] = defaultdict(set)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from wadm_grpc.domain.trade import Trade
 
@@ -20,10 +21,9 @@ ZERO_ID: StreamId = (0, 0)
 MAX_SEEN_ORIGINS = 4
 
 
-@dataclass(frozen=True, slots=True)
-class StreamPosition:
+class StreamPosition(NamedTuple):
     """A point of the bus's history (see the module docstring). `epoch` names the history itself: a Redis
-    stream's incarnation, or one process's in-memory log."""
+    stream's incarnation, or one process's in-memory log. (A tuple: built and hashed once per stream message.)"""
 
     epoch: str
     stream_id: StreamId
@@ -40,41 +40,67 @@ class Chunk:
     trades: Sequence[Trade]
 
 
-class Cursor:
-    """One subscriber's position, advanced chunk by chunk; `accept` tells new chunks from ones already had."""
+Mark = tuple[StreamId, int, tuple[tuple[str, int], ...]]  # (stream id, own seq, carried origins' seqs)
 
-    __slots__ = ("epoch", "seen", "stream_id", "tracked")
+
+class Cursor:
+    """One subscriber's position, advanced chunk by chunk; `accept` tells new chunks from ones already had.
+
+    The serving process's own origin is kept apart from `seen` (its chunks are the common case), and the
+    other origins a position carries are kept as a ready tuple, rebuilt only when one of them moves.
+    """
+
+    __slots__ = ("carried", "carried_origins", "epoch", "own", "own_seq", "seen", "stream_id")
 
     def __init__(self, position: StreamPosition, own_origin: str) -> None:
         self.epoch = position.epoch
         self.stream_id = position.stream_id
-        self.seen = dict(position.seen)
-        carried = [origin for origin, _ in position.seen if origin != own_origin]
-        self.tracked = (own_origin, *carried[: MAX_SEEN_ORIGINS - 1])
+        self.own = own_origin
+        seen = dict(position.seen)
+        self.own_seq = seen.pop(own_origin, 0)
+        self.seen = seen
+        self.carried_origins = frozenset(list(seen)[: MAX_SEEN_ORIGINS - 1])
+        self.carried = tuple((origin, seq) for origin, seq in seen.items() if origin in self.carried_origins)
 
     def accept(self, chunk: Chunk) -> bool:
         """True (and the chunk counts as had) if the subscriber has not had `chunk` yet."""
-        if chunk.stream_id is not None and chunk.stream_id <= self.stream_id:
+        stream_id = chunk.stream_id
+        if stream_id is not None and stream_id <= self.stream_id:
             return False
-        if chunk.seq <= self.seen.get(chunk.origin, 0):
-            return False
-        self.seen[chunk.origin] = chunk.seq
-        if chunk.stream_id is not None:
-            self.stream_id = chunk.stream_id
+        origin = chunk.origin
+        if origin == self.own:
+            if chunk.seq <= self.own_seq:
+                return False
+            self.own_seq = chunk.seq
+        else:
+            if chunk.seq <= self.seen.get(origin, 0):
+                return False
+            self.seen[origin] = chunk.seq
+            if origin in self.carried_origins:
+                self.carried = tuple((o, self.seen[o]) for o in self.seen if o in self.carried_origins)
+        if stream_id is not None:
+            self.stream_id = stream_id
         return True
 
     def advance(self, stream_id: StreamId, own_seq: int) -> None:
         """Everything up to `stream_id` and own chunks up to `own_seq` were considered (the subscriber is idle)."""
-        self.stream_id = max(self.stream_id, stream_id)
-        own = self.tracked[0]
-        self.seen[own] = max(self.seen.get(own, 0), own_seq)
+        if stream_id > self.stream_id:
+            self.stream_id = stream_id
+        if own_seq > self.own_seq:
+            self.own_seq = own_seq
+
+    def mark(self) -> Mark:
+        """The position now, cheaply (`position_of` makes it a StreamPosition)."""
+        return self.stream_id, self.own_seq, self.carried
 
     def position(self) -> StreamPosition:
         """The position now, as a token would carry it."""
-        seen = self.seen
-        return StreamPosition(
-            self.epoch, self.stream_id, tuple((origin, seen[origin]) for origin in self.tracked if origin in seen)
-        )
+        return self.position_of(self.mark())
+
+    def position_of(self, mark: Mark) -> StreamPosition:
+        """A `mark` of this cursor as a StreamPosition."""
+        stream_id, own_seq, carried = mark
+        return StreamPosition(self.epoch, stream_id, ((self.own, own_seq), *carried))
 
 
 def parse_stream_id(text: bytes | str) -> StreamId:

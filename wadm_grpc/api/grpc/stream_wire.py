@@ -24,6 +24,7 @@ _STREAM_TOKEN_TAG = b"\x1a"  # StreamTradesResponse.resume_token = 3
 _SUBSCRIBE_TOKEN_TAG = b"2"  # SubscribeTradesResponse.resume_token = 6 (0x32)
 # Enough for every trade of a second or two of heavy ingest; older ones are re-encoded if ever needed.
 DEFAULT_CACHE_TRADES = 65_536
+TOKEN_CACHE_ENTRIES = 4_096
 
 
 def _varint(value: int) -> bytes:
@@ -45,6 +46,7 @@ class TradeBatchEncoder:
     def __init__(self, *, cache_trades: int = DEFAULT_CACHE_TRADES) -> None:
         self._cache: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         self._limit = cache_trades
+        self._tokens: dict[tuple[bytes, str], bytes] = {}  # a token field's bytes: one per position
 
     def _framed(self, trade: Trade) -> bytes:
         key = (trade.exchange, trade.symbol, trade.trade_id)
@@ -58,20 +60,25 @@ class TradeBatchEncoder:
 
     def encode(self, trades: Sequence[Trade], resume_token: str = "") -> bytes:
         """The bytes of StreamTradesResponse(trades=TradeBatch(trades=trades), resume_token=resume_token)."""
-        return _field_1(b"".join([self._framed(trade) for trade in trades])) + _token(_STREAM_TOKEN_TAG, resume_token)
+        return _field_1(b"".join([self._framed(trade) for trade in trades])) + self._token(
+            _STREAM_TOKEN_TAG, resume_token
+        )
 
     def encode_subscribed(self, trades: Sequence[Trade], resume_token: str = "") -> bytes:
         """The bytes of SubscribeTradesResponse(trades=TradeBatch(trades=trades), resume_token=...): the
         batch is its field 2, the token field 6."""
         batch = b"".join([self._framed(trade) for trade in trades])
-        return _FIELD_2_LENGTH_DELIMITED + _varint(len(batch)) + batch + _token(_SUBSCRIBE_TOKEN_TAG, resume_token)
+        return _FIELD_2_LENGTH_DELIMITED + _varint(len(batch)) + batch + self._token(_SUBSCRIBE_TOKEN_TAG, resume_token)
 
-
-def _token(tag: bytes, token: str) -> bytes:
-    if not token:
-        return b""
-    raw = token.encode()
-    return tag + _varint(len(raw)) + raw
+    def _token(self, tag: bytes, token: str) -> bytes:
+        field = self._tokens.get((tag, token))
+        if field is None:
+            raw = token.encode()
+            field = tag + _varint(len(raw)) + raw if raw else b""
+            if len(self._tokens) >= TOKEN_CACHE_ENTRIES:
+                self._tokens.clear()
+            self._tokens[(tag, token)] = field
+        return field
 
 
 def serialize_response(message: bytes | Message) -> bytes:
