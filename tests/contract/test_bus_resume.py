@@ -13,9 +13,10 @@ from tests.contract.test_bus_contract import BUFFER_TRADES, T0, marker, receive_
 from tests.support import make_trades
 from wadm_grpc.bus.memory import RESUME_EXPIRED, InProcessTradeBus
 from wadm_grpc.bus.redis import DEFAULT_STREAM_KEY, RedisTradeBus
-from wadm_grpc.domain.errors import InvalidArgumentError, OutOfRangeError
+from wadm_grpc.domain.errors import InvalidArgumentError, OutOfRangeError, UnavailableError
 from wadm_grpc.domain.stream_position import StreamPosition
 from wadm_grpc.domain.trade import Trade
+from wadm_grpc.domain.trade_batch import TradeBatch, TradeColumns
 from wadm_grpc.redis_connection import redis_client
 from wadm_grpc.services.resume_tokens import ResumeTokens
 
@@ -193,3 +194,34 @@ def test_a_forged_or_edited_token_is_invalid_argument() -> None:
         with pytest.raises(InvalidArgumentError) as caught:
             tokens.open(bad)
         assert [v.field for v in caught.value.violations] == ["resume_token"]
+
+
+async def test_a_big_batch_is_chunked_and_a_position_between_chunks_resumes_exactly(bus: Bus) -> None:
+    many = [t for t in make_trades(seed=5, count=2_500, start_us=T0, spacing_us=1) if t.symbol == "BTCUSDT"]
+    big = [*many, *many, *many][:2_500]  # only BTCUSDT: ids repeat, which the bus does not mind
+    first = bus.subscribe(BTC, frozenset())
+    await bus.publish(TradeBatch(TradeColumns.of_trades(big)))  # as ingest hands it over: columns
+    part = await first.get(1, 1_000)
+    assert part == big[:1_000]  # one chunk per message
+    position = first.position()
+    first.close()
+
+    again = bus.subscribe(BTC, frozenset())
+    await bus.resume(again, position)
+    await bus.publish([marker(7)])
+    assert await receive_until(again, marker(7)) == [*big[1_000:], marker(7)]
+
+
+async def test_resume_without_redis_is_unavailable(redis_server: RedisServer) -> None:
+    bus = redis_bus(redis_server)
+    await bus.start()
+    try:
+        position = await position_after(bus, btc(1))
+        await asyncio.to_thread(redis_server.kill)
+        again = bus.subscribe(BTC, frozenset())
+        with pytest.raises(UnavailableError) as caught:
+            await bus.resume(again, position)
+        assert caught.value.retry_after_seconds > 0
+        assert bus.subscriber_count == 0
+    finally:
+        await bus.close()

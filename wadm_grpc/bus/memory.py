@@ -20,7 +20,7 @@ from typing import Protocol
 from wadm_grpc.domain.errors import OutOfRangeError, ResourceExhaustedError, UnavailableError, WadmError
 from wadm_grpc.domain.stream_position import ZERO_ID, Chunk, Cursor, Mark, StreamId, StreamPosition
 from wadm_grpc.domain.trade import Trade
-from wadm_grpc.domain.trade_batch import symbols_of
+from wadm_grpc.domain.trade_batch import TradeBatch, TradeColumns, symbols_of
 from wadm_grpc.ports import Subscription
 
 DEFAULT_BUFFER_TRADES = 10_000
@@ -314,7 +314,7 @@ class InProcessTradeBus:
         if len(trades) <= ENTRY_TRADES:
             parts: list[Sequence[Trade]] = [trades] if trades else []
         else:
-            parts = [trades[start : start + ENTRY_TRADES] for start in range(0, len(trades), ENTRY_TRADES)]
+            parts = [_part(trades, start, start + ENTRY_TRADES) for start in range(0, len(trades), ENTRY_TRADES)]
         chunks = [Chunk(self.origin, self.next_seq(), None, part) for part in parts]
         if self._logging and chunks:
             now = time.monotonic()
@@ -404,6 +404,15 @@ class InProcessTradeBus:
         self._closed = True
         for subscription in {sub for subs in self._by_symbol.values() for sub in subs}:
             subscription.fail(UnavailableError("server is shutting down; reconnect"))
+
+
+def _part(trades: Sequence[Trade], start: int, end: int) -> Sequence[Trade]:
+    """trades[start:end], column by column for a TradeBatch (whose Trade objects are built only if needed)."""
+    if isinstance(trades, TradeBatch):
+        c = trades.columns
+        names = TradeColumns.__dataclass_fields__
+        return TradeBatch(TradeColumns(**{name: getattr(c, name)[start:end] for name in names}))
+    return trades[start:end]
 
 
 class _LogReplay:
