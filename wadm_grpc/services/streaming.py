@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -245,6 +246,7 @@ class StreamService:
                             )
                             if resume is not None:  # right after the change: nothing slips between
                                 await self._bus.resume(subscription, resume)
+                            answer = dataclasses.replace(answer, resume_token=issue(subscription.position()))
                             await self._deliver(answer, deliver, delivery, subscription)
                             last_sent = loop.time()
                     if not done:

@@ -216,12 +216,13 @@ class MarketDataServicer:
                 beat = md.Heartbeat(server_time=convert.timestamp(event.server_time_us))
                 await context.write(md.SubscribeTradesResponse(heartbeat=beat, resume_token=event.resume_token))
             elif isinstance(event, Subscribed):
-                await context.write(md.SubscribeTradesResponse(subscribed=md.Subscribed(symbols=event.symbols)))
+                subscribed = md.Subscribed(symbols=event.symbols)
+                await context.write(md.SubscribeTradesResponse(subscribed=subscribed, resume_token=event.resume_token))
             elif isinstance(event, Pong):
-                await context.write(md.SubscribeTradesResponse(pong=md.Pong()))
+                await context.write(md.SubscribeTradesResponse(pong=md.Pong(), resume_token=event.resume_token))
             else:
                 error = status_of(event.error, rpc="SubscribeTrades")
-                await context.write(md.SubscribeTradesResponse(error=error))
+                await context.write(md.SubscribeTradesResponse(error=error, resume_token=event.resume_token))
 
         try:
             await self._streams.subscribe_trades(_commands(requests), write)

@@ -133,7 +133,7 @@ def frame_of(message: md.SubscribeTradesResponse) -> dict[str, Any]:
     if event is None:
         return {"type": "unknown"}
     frame = {"type": event, **as_dict(getattr(message, event))}
-    if message.resume_token:
+    if event in ("trades", "heartbeat"):  # the frames a client resumes after (acknowledgements stay as they were)
         frame["resume_token"] = message.resume_token
     return frame
 

@@ -1139,7 +1139,7 @@ class SubscribeTradesResponse(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     RESUME_TOKEN_FIELD_NUMBER: _builtins.int
     resume_token: _builtins.str
-    """Opaque: "everything up to this message" (on trades and heartbeat messages); resumes through
+    """Opaque: "everything up to this message" (on every message); resumes through
     SubscribeSymbols.resume_token.
     """
     @_builtins.property
