@@ -32,7 +32,8 @@ ENTRY_TRADES = 1_000
 DEFAULT_RETENTION_SECONDS = 3600.0
 DEFAULT_RETENTION_TRADES = 100_000
 RESUME_EXPIRED = "RESUME_TOKEN_EXPIRED"
-REPLAY_PAGE_CHUNKS = 100
+# Entries a replay reads (and decodes, on the event loop) at a time: like the live reader, keep it small.
+REPLAY_PAGE_CHUNKS = 20
 
 
 class Replay(Protocol):

@@ -40,6 +40,7 @@ from wadm_grpc.domain.stream_position import (
     parse_stream_id,
 )
 from wadm_grpc.domain.trade import Side, Trade
+from wadm_grpc.domain.trade_batch import symbols_of
 from wadm_grpc.ports import Subscription
 from wadm_grpc.redis_connection import DEFAULT_TIMEOUT_SECONDS, REDIS_FAILURES, redis_client
 
@@ -77,6 +78,7 @@ class _Entry:
     seq: int
     payload: bytes
     trades: int
+    symbols: bytes  # comma-separated: a replay skips entries of other symbols without decoding them
 
 
 def encode_trades(trades: Iterable[Trade]) -> bytes:
@@ -167,7 +169,8 @@ class RedisTradeBus:
         if self._closed or not chunks:
             return
         for chunk in chunks:
-            self._outbox.append(_Entry(chunk.seq, encode_trades(chunk.trades), len(chunk.trades)))
+            symbols = ",".join(sorted(symbols_of(chunk.trades))).encode()
+            self._outbox.append(_Entry(chunk.seq, encode_trades(chunk.trades), len(chunk.trades), symbols))
             self._outbox_size += len(chunk.trades)
         while self._outbox_size > self._outbox_limit and len(self._outbox) > 1:
             dropped = self._outbox.popleft()
@@ -207,7 +210,7 @@ class RedisTradeBus:
         except Exception:
             subscription.close()
             raise
-        subscription.replay_from(_StreamReplay(self, position.stream_id))
+        subscription.replay_from(_StreamReplay(self, position.stream_id, subscription))
 
     async def _flushed(self, seq: int) -> None:
         """Return once own chunks up to `seq` left the outbox; UnavailableError after RESUME_FLUSH_SECONDS."""
@@ -233,9 +236,10 @@ class RedisTradeBus:
         elif parse_stream_id(_as_bytes(fields.get("last-generated-id") or b"0-0")) > after:
             raise expired(None, "is older than the stream retention (WADM_STREAM_RETENTION_SECONDS)")
 
-    async def replay_page(self, after: StreamId) -> tuple[list[Chunk], StreamId | None, bool]:
-        """Up to REPLAY_PAGE_CHUNKS entries after `after`: their chunks (malformed entries skipped), the last
-        entry's id, and whether the page was full. OutOfRangeError if retention trimmed entries after `after`."""
+    async def replay_page(self, after: StreamId, symbols: frozenset[str]) -> tuple[list[Chunk], StreamId | None, bool]:
+        """Up to REPLAY_PAGE_CHUNKS entries after `after`: their chunks (malformed entries skipped; those of
+        none of `symbols` left undecoded, empty), the last entry's id, and whether the page was full.
+        OutOfRangeError if retention trimmed entries after `after`."""
         try:
             entries = await self._replayer.xrange(
                 self._key, min=f"({format_stream_id(after)}", count=REPLAY_PAGE_CHUNKS
@@ -248,7 +252,7 @@ class RedisTradeBus:
         entries = entries or []
         for entry_id, fields in entries:
             named = {_as_bytes(k): _as_bytes(v) for k, v in (fields or {}).items()}
-            chunk = _chunk(parse_stream_id(_as_bytes(entry_id)), named)
+            chunk = _chunk(parse_stream_id(_as_bytes(entry_id)), named, symbols)
             if chunk is not None:
                 chunks.append(chunk)
         last = parse_stream_id(_as_bytes(entries[-1][0])) if entries else None
@@ -333,7 +337,7 @@ class RedisTradeBus:
                 self._local.deliver(received)
 
     def _fields(self, entry: _Entry) -> dict[FieldT, EncodableT]:
-        return {b"o": self._origin, b"n": entry.seq, b"t": entry.payload}
+        return {b"o": self._origin, b"n": entry.seq, b"t": entry.payload, b"s": entry.symbols}
 
     def _receive(self, entry_id: bytes, fields: dict[bytes, bytes]) -> Chunk | None:
         """The chunk of one stream entry, unless it is ours, already seen, or malformed."""
@@ -399,24 +403,29 @@ class RedisTradeBus:
 class _StreamReplay:
     """The Redis stream after a position, a page per call."""
 
-    def __init__(self, bus: RedisTradeBus, after: StreamId) -> None:
+    def __init__(self, bus: RedisTradeBus, after: StreamId, subscription: MemorySubscription) -> None:
         self._bus = bus
         self._after = after
         self._done = False
+        self._subscription = subscription
 
     async def next_page(self) -> list[Chunk] | None:
         if self._done:
             return None
-        page, last, full = await self._bus.replay_page(self._after)
+        page, last, full = await self._bus.replay_page(self._after, self._subscription.symbols)
         self._done = not full
         if last is not None:
             self._after = last
         return page
 
 
-def _chunk(stream_id: StreamId, fields: dict[bytes, bytes]) -> Chunk | None:
-    """The chunk of a stream entry; None (logged) when it is malformed."""
+def _chunk(stream_id: StreamId, fields: dict[bytes, bytes], wanted: frozenset[str] | None = None) -> Chunk | None:
+    """The chunk of a stream entry (its trades left out when it says it has none of `wanted`); None (logged)
+    when it is malformed."""
     try:
+        named = fields.get(b"s")
+        if wanted is not None and named is not None and wanted.isdisjoint(named.decode().split(",")):
+            return Chunk(fields[b"o"].decode(), int(fields[b"n"]), stream_id, ())
         return Chunk(fields[b"o"].decode(), int(fields[b"n"]), stream_id, decode_trades(fields[b"t"]))
     except (KeyError, ValueError, TypeError) as error:
         log.error("redis bus skipped a malformed entry", extra={"error": repr(error)})
