@@ -208,7 +208,8 @@ class MemorySubscription:
             if page is None:
                 self._replay = None
                 held, self._held, self._held_trades = self._held or [], None, 0
-                self._take(held)
+                if not self._take(held):
+                    self._wake.clear()  # set by replay_from: nothing to take yet, so wait for live trades
                 return
             symbols = self.symbols
             self._take((chunk, [t for t in chunk.trades if t.symbol in symbols]) for chunk in page)
