@@ -45,7 +45,7 @@ class Replay(Protocol):
 
 
 BusMark = Callable[[], tuple[StreamId, int]]  # the bus's position now: (stream id read up to, own last seq)
-Share = tuple[Chunk, Sequence[Trade]]
+Share = tuple[Chunk, list[Trade]]
 
 
 def expired(available_from_us: int | None, why: str) -> OutOfRangeError:
@@ -144,7 +144,8 @@ class MemorySubscription:
         for chunk, share in shares:
             if not cursor.accept(chunk):
                 continue
-            trades = [t for t in share if t.exchange in exchanges] if exchanges else list(share)
+            # Each share is a list built for this subscriber alone (deliver, replay): kept as it is.
+            trades = [t for t in share if t.exchange in exchanges] if exchanges else share
             if trades:
                 self._pending.append((trades, cursor.mark()))
                 self._pending_trades += len(trades)
