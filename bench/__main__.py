@@ -23,6 +23,7 @@ from bench import (
     live_candles,
     multistats,
     observability,
+    resume,
     slow_consumers,
     stream_path,
     streaming,
@@ -54,6 +55,7 @@ SECTIONS: dict[str, Section] = {
     "abuse": abuse.run,
     "observability": observability.run,
     "import": imports.run,
+    "resume": resume.run,
 }
 
 

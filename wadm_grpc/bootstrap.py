@@ -47,6 +47,7 @@ from wadm_grpc.services.live_candles import LiveCandleService
 from wadm_grpc.services.orderbook import OrderbookService
 from wadm_grpc.services.page_tokens import PageTokens
 from wadm_grpc.services.read_cache import CacheTtls, ReadCache
+from wadm_grpc.services.resume_tokens import ResumeTokens
 from wadm_grpc.services.shedding import GatedTradeStore, LoadsThread, StoreQueryGate
 from wadm_grpc.services.stats import StatsService
 from wadm_grpc.services.streaming import StreamService
@@ -146,8 +147,16 @@ def build_cache(settings: Settings, clock: Clock) -> tuple[ReadCache, list[Calla
 async def build_bus(settings: Settings) -> TradeBus:
     """The trade bus: through Redis when WADM_REDIS_URL is set (several processes), else in-process."""
     if not settings.redis_url:
-        return InProcessTradeBus(buffer_trades=settings.stream_buffer_trades)
-    bus = RedisTradeBus(settings.redis_url, buffer_trades=settings.stream_buffer_trades)
+        return InProcessTradeBus(
+            buffer_trades=settings.stream_buffer_trades,
+            retention_seconds=settings.stream_retention_seconds,
+            retention_trades=settings.stream_retention_trades,
+        )
+    bus = RedisTradeBus(
+        settings.redis_url,
+        buffer_trades=settings.stream_buffer_trades,
+        retention_seconds=settings.stream_retention_seconds,
+    )
     await bus.start()
     return bus
 
@@ -204,7 +213,9 @@ async def bootstrap(
         stats=StatsService(reads, clock, cache),
         orderbook=OrderbookService(reads, clock, cache),
         trades=TradeService(reads, PageTokens(settings.page_token_key)),
-        streams=StreamService(bus, clock, stall_seconds=settings.stream_stall_seconds),
+        streams=StreamService(
+            bus, clock, stall_seconds=settings.stream_stall_seconds, tokens=ResumeTokens(settings.page_token_key)
+        ),
         live_candles=LiveCandleService(reads, bus, clock, stall_seconds=settings.stream_stall_seconds),
         access=access,
         gate=gate,

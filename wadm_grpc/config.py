@@ -51,6 +51,9 @@ class Settings:
     log_json: bool = True
     stream_buffer_trades: int = 10_000
     stream_stall_seconds: float = 5.0
+    # How far back a stream's resume token reaches (docs/streams.md "Resume"); the in-process log's size cap.
+    stream_retention_seconds: float = 3600.0
+    stream_retention_trades: int = 100_000
     page_token_key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     mongo_database: str | None = None
     mongo_collection: str = "trades"
@@ -172,6 +175,14 @@ class Settings:
         if "WADM_STREAM_STALL_SECONDS" in env:
             values["stream_stall_seconds"] = _number(
                 env["WADM_STREAM_STALL_SECONDS"], "WADM_STREAM_STALL_SECONDS", float, 0.1, 3600
+            )
+        if "WADM_STREAM_RETENTION_SECONDS" in env:
+            values["stream_retention_seconds"] = _number(
+                env["WADM_STREAM_RETENTION_SECONDS"], "WADM_STREAM_RETENTION_SECONDS", float, 0.001, 86400 * 30
+            )
+        if "WADM_STREAM_RETENTION_TRADES" in env:
+            values["stream_retention_trades"] = _number(
+                env["WADM_STREAM_RETENTION_TRADES"], "WADM_STREAM_RETENTION_TRADES", int, 0, 100_000_000
             )
         if env.get("WADM_PAGE_TOKEN_KEY"):
             values["page_token_key"] = env["WADM_PAGE_TOKEN_KEY"].encode()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from wadm_grpc.domain.aggregate import Aggregate, SymbolSummary, WindowStats
+from wadm_grpc.domain.stream_position import StreamPosition
 from wadm_grpc.domain.timeframe import Timeframe
 from wadm_grpc.domain.trade import Trade, TradeCursor
 
@@ -82,11 +83,20 @@ class LiveTradeSource(Protocol):
 class Subscription(Protocol):
     """A live subscription to trades, delivered in ingest order."""
 
-    async def get(self, timeout_seconds: float) -> list[Trade] | None:
-        """Trades received since the last call, waiting up to `timeout_seconds`; None if none came.
+    async def get(self, timeout_seconds: float, limit: int | None = None) -> list[Trade] | None:
+        """Trades received since the last call (at most `limit`), waiting up to `timeout_seconds`; None if
+        none came.
 
         Raises ResourceExhaustedError when the subscriber fell too far behind, UnavailableError on shutdown.
         """
+        ...
+
+    def position(self) -> StreamPosition:
+        """Everything up to the trades the last `get` returned (what a resume token carries)."""
+        ...
+
+    def idle_position(self) -> StreamPosition:
+        """`position()`, moved up to the bus's position now when nothing waits for this subscriber."""
         ...
 
     def on_end(self, callback: Callable[[], None]) -> None:
@@ -114,6 +124,15 @@ class TradeBus(Protocol):
 
     def subscribe(self, symbols: frozenset[str], exchanges: frozenset[str]) -> Subscription:
         """A subscription to trades of `symbols` on `exchanges` (every exchange if empty)."""
+        ...
+
+    async def resume(self, subscription: Subscription, position: StreamPosition) -> None:
+        """Make `subscription` (of this bus, just subscribed or changed, with no await since) first replay
+        the trades it selects that came after `position`, then go on live: no gap, nothing twice.
+
+        Raises OutOfRangeError (past retention, or a history this bus does not have) or UnavailableError;
+        the subscription is closed then.
+        """
         ...
 
     async def close(self) -> None:

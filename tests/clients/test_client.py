@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from wadm_client import (
     MarketStats,
     NotFoundError,
     Orderbook,
+    ResumeExpiredError,
     SymbolInfo,
     Trade,
     WadmSyncClient,
@@ -170,43 +172,73 @@ def test_stream_trades_yields_typed_live_trades(client: Driver, seeded: Seeded) 
                            Decimal("75.0625"), "buy", got[0].time)  # fmt: skip
 
 
-def test_stream_trades_reconnects_when_the_server_restarts(
+def test_stream_trades_reconnects_when_the_server_restarts_and_says_when_it_cannot_resume(
     connect: Callable[..., Driver], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    """Without Redis a restarted server cannot replay what its predecessor had: the iterator reconnects,
+    resumes with its token, and raises ResumeExpiredError (never a silent gap). With Redis it goes on:
+    tests/api/test_resume_processes.py."""
     from tests.clients.server import wadm_server
 
     tmp = tmp_path_factory.mktemp("restart")
     reconnects: list[str] = []
-    with wadm_server(tmp, store=tmp / "a.duckdb") as first:
+    key = {"WADM_PAGE_TOKEN_KEY": "the-same-on-both"}  # so the second server can read the first's token
+    first_trade = threading.Event()
+    with wadm_server(tmp, store=tmp / "a.duckdb", env=key) as first:
         port = int(first.target.rsplit(":", 1)[1])
         client = connect(first.target)
+        publish_once_streaming(first.target, fresh_trades("BTCUSDT", 1, first_id=1))
 
         def stop_then_restart() -> None:
-            deadline = time.monotonic() + 30
-            while live_streams(first.target) < 1:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            assert first_trade.wait(30)
             first.process.terminate()  # SIGTERM: open streams end with UNAVAILABLE
             first.process.wait(30)
-            with wadm_server(tmp, port=port, store=tmp / "b.duckdb") as second:
-                publish_once_streaming(second.target, fresh_trades("BTCUSDT", 1, first_id=1)).join(60)
+            with wadm_server(tmp, port=port, store=tmp / "b.duckdb", env=key):
                 done.wait(60)
 
         done = threading.Event()
         thread = threading.Thread(target=stop_then_restart, daemon=True)
         thread.start()
+        got: list[Trade] = []
         try:
-            got = client.take(
-                lambda c: c.stream_trades(
-                    ["BTCUSDT"],
-                    backoff=Backoff(initial_seconds=0.05, max_seconds=0.5, max_attempts=200),
-                    on_reconnect=lambda error, delay: reconnects.append(error.code.name),
-                ),
-                1,
-            )
+            with pytest.raises(ResumeExpiredError) as caught:
+                client.take(
+                    lambda c: noting(
+                        c.stream_trades(
+                            ["BTCUSDT"],
+                            backoff=Backoff(initial_seconds=0.05, max_seconds=0.5, max_attempts=200),
+                            on_reconnect=lambda error, delay: reconnects.append(error.code.name),
+                        ),
+                        got,
+                        first_trade,
+                    )
+                )
         finally:
             done.set()
             thread.join(60)
 
     assert [t.trade_id for t in got] == ["1"]
     assert reconnects and set(reconnects) == {"UNAVAILABLE"}
+    assert caught.value.code.name == "OUT_OF_RANGE"
+    assert caught.value.available_from is not None
+
+
+def noting(trades: Any, got: list[Trade], arrived: threading.Event) -> Any:
+    """`trades` (sync or async iterator), each also put in `got`, `arrived` set at the first."""
+    if isinstance(trades, AsyncIterator):
+
+        async def forward() -> AsyncIterator[Trade]:
+            async for trade in trades:
+                got.append(trade)
+                arrived.set()
+                yield trade
+
+        return forward()
+
+    def forward_sync() -> Iterator[Trade]:
+        for trade in trades:
+            got.append(trade)
+            arrived.set()
+            yield trade
+
+    return forward_sync()

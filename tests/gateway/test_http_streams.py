@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 
@@ -51,9 +52,11 @@ async def test_sse_names_each_event_and_ends_with_an_error_event(gateway: Gatewa
         assert response.headers["content-type"].startswith("text/event-stream")
         ids = await publish_eth(gateway, seed=2)
         received = lines(response)
+        event_id = (await anext(received)).removeprefix("id: ")
         assert await anext(received) == "event: trades"
         data = json.loads((await anext(received)).removeprefix("data: "))
         assert [t["trade_id"] for t in data["trades"]["trades"]] == ids
+        assert event_id == data["resume_token"] != ""  # the resume token: an EventSource's Last-Event-ID
 
         await gateway.served.bus.close()
         assert await anext(received) == "event: error"
@@ -65,7 +68,7 @@ async def test_heartbeats_flow_on_an_idle_stream(gateway: Gatewayed) -> None:
     async with asyncio.timeout(30), gateway.client.stream("GET", url) as response:
         beat = json.loads(await anext(lines(response)))
 
-    assert set(beat["result"]) == {"heartbeat"}
+    assert set(beat["result"]) == {"heartbeat", "resume_token"}
     assert beat["result"]["heartbeat"]["server_time"] == "2024-08-09T00:10:00Z"
 
 
@@ -100,3 +103,30 @@ async def test_a_batch_that_several_streams_carry_is_rendered_once(gateway: Gate
     assert got[0] == got[1] == got[2]  # the same bytes for every client...
     assert [t["trade_id"] for t in json.loads(got[0])["result"]["trades"]["trades"]] == ids
     assert (renderer.misses - before[0], renderer.hits - before[1]) == (1, 2)  # ...rendered once
+
+
+async def test_ndjson_resumes_from_a_lines_resume_token(gateway: Gatewayed) -> None:
+    async with asyncio.timeout(30), gateway.client.stream("GET", STREAM) as response:
+        seen = await publish_eth(gateway, seed=11)
+        first = json.loads(await anext(lines(response)))
+        assert [t["trade_id"] for t in first["result"]["trades"]["trades"]] == seen
+        token = first["result"]["resume_token"]
+    await gateway.served.bus.wait_for_subscribers(0)  # the first stream is gone
+    later = make_trades(seed=12, count=3, start_us=AFTER_DATA_US - 3_000_000, spacing_us=1000, symbols=("ETHUSDT",))
+    later = [dataclasses.replace(t, trade_id=f"later-{t.trade_id}") for t in later]  # new ids: announced
+    await gateway.served.app.ingest.store_trades(later)
+    missed = [t.trade_id for t in later]
+
+    async with asyncio.timeout(30), gateway.client.stream("GET", f"{STREAM}&resume_token={token}") as response:
+        assert response.status_code == 200
+        replayed = json.loads(await anext(lines(response)))  # no heartbeat first: the interval is 60 s
+        assert [t["trade_id"] for t in replayed["result"]["trades"]["trades"]] == missed
+
+
+async def test_a_forged_resume_token_is_a_400_naming_the_field(gateway: Gatewayed) -> None:
+    answer = await gateway.client.get(f"{STREAM}&resume_token=not-a-token")
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["code"] == 3
+    violations = [v for d in body["details"] for v in d.get("field_violations", d.get("fieldViolations", []))]
+    assert [v["field"] for v in violations] == ["resume_token"]

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import logging
+import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,8 +22,26 @@ from typing import Any
 
 from redis.typing import EncodableT, FieldT
 
-from wadm_grpc.bus.memory import DEFAULT_BUFFER_TRADES, InProcessTradeBus, MemorySubscription
+from wadm_grpc.bus.memory import (
+    DEFAULT_BUFFER_TRADES,
+    DEFAULT_RETENTION_SECONDS,
+    REPLAY_PAGE_CHUNKS,
+    InProcessTradeBus,
+    MemorySubscription,
+    expired,
+)
+from wadm_grpc.domain.errors import UnavailableError
+from wadm_grpc.domain.stream_position import (
+    ZERO_ID,
+    Chunk,
+    StreamId,
+    StreamPosition,
+    format_stream_id,
+    parse_stream_id,
+)
 from wadm_grpc.domain.trade import Side, Trade
+from wadm_grpc.domain.trade_batch import symbols_of
+from wadm_grpc.ports import Subscription
 from wadm_grpc.redis_connection import DEFAULT_TIMEOUT_SECONDS, REDIS_FAILURES, redis_client
 
 log = logging.getLogger(__name__)
@@ -30,7 +49,6 @@ log = logging.getLogger(__name__)
 DEFAULT_STREAM_KEY = "wadm:trades"
 # Entries (each up to ENTRY_TRADES trades) Redis keeps for readers that fall behind or reconnect.
 DEFAULT_MAXLEN_ENTRIES = 10_000
-ENTRY_TRADES = 1_000
 # Trades queued for Redis while it is unreachable; beyond this the oldest are dropped (and counted).
 DEFAULT_OUTBOX_TRADES = 100_000
 DEFAULT_BLOCK_SECONDS = 1.0
@@ -39,6 +57,8 @@ WRITE_BATCH_ENTRIES = 100
 # Each entry is decoded and fanned out on the loop: keep one read's work small.
 READ_BATCH_ENTRIES = 20
 KNOWN_ORIGINS = 1_024
+# How long a resume waits for this process's queued trades to reach Redis before it answers UNAVAILABLE.
+RESUME_FLUSH_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +78,7 @@ class _Entry:
     seq: int
     payload: bytes
     trades: int
+    symbols: bytes  # comma-separated: a replay skips entries of other symbols without decoding them
 
 
 def encode_trades(trades: Iterable[Trade]) -> bytes:
@@ -85,24 +106,30 @@ class RedisTradeBus:
         stream_key: str = DEFAULT_STREAM_KEY,
         buffer_trades: int = DEFAULT_BUFFER_TRADES,
         maxlen_entries: int = DEFAULT_MAXLEN_ENTRIES,
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
         outbox_trades: int = DEFAULT_OUTBOX_TRADES,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         block_seconds: float = DEFAULT_BLOCK_SECONDS,
         retry_seconds: float = DEFAULT_RETRY_SECONDS,
     ) -> None:
-        self._local = InProcessTradeBus(buffer_trades=buffer_trades)
+        self._origin = uuid.uuid4().hex.encode()
+        self._local = InProcessTradeBus(buffer_trades=buffer_trades, origin=self._origin.decode(), mark=self._mark)
+        self._local.epoch = ""  # unknown until Redis answers (a position without an epoch cannot be resumed)
         self._key = stream_key
+        self._epoch_key = f"{stream_key}:epoch"
         self._maxlen = maxlen_entries
+        self._retention_ms = round(retention_seconds * 1000)
         self._outbox_limit = outbox_trades
         self._block_ms = round(block_seconds * 1000)
         self._retry_seconds = retry_seconds
-        self._origin = uuid.uuid4().hex.encode()
         self._writer = redis_client(url, timeout_seconds=timeout_seconds, max_connections=2)
         # The reader blocks in XREAD for block_seconds: its socket must wait longer than that.
         self._reader = redis_client(url, timeout_seconds=block_seconds + 1.0, max_connections=2)
+        self._replayer = redis_client(url, timeout_seconds=max(timeout_seconds, 1.0), max_connections=8)
         self._outbox: deque[_Entry] = deque()
         self._outbox_size = 0
-        self._seq = itertools.count(1)
+        self._written_seq = 0  # own chunks up to this seq left the outbox (written, or dropped)
+        self._progress = asyncio.Event()
         self._wake_writer = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -128,6 +155,7 @@ class RedisTradeBus:
         if self._tasks:
             return
         with contextlib.suppress(*REDIS_FAILURES):
+            await self._load_epoch()
             self._last_id = await self._tail_id()
         self._tasks = [
             asyncio.create_task(self._read_loop(), name="redis-bus-reader"),
@@ -136,17 +164,19 @@ class RedisTradeBus:
 
     async def publish(self, trades: Sequence[Trade]) -> None:
         """Deliver to this process's subscribers now; queue for the other processes. Never waits on Redis."""
-        self._local.deliver(trades)
-        if self._closed or not trades:
+        chunks = self._local.chunks(trades)
+        self._local.deliver(chunks)
+        if self._closed or not chunks:
             return
-        for start in range(0, len(trades), ENTRY_TRADES):
-            chunk = trades[start : start + ENTRY_TRADES]
-            self._outbox.append(_Entry(next(self._seq), encode_trades(chunk), len(chunk)))
-            self._outbox_size += len(chunk)
+        for chunk in chunks:
+            symbols = ",".join(sorted(symbols_of(chunk.trades))).encode()
+            self._outbox.append(_Entry(chunk.seq, encode_trades(chunk.trades), len(chunk.trades), symbols))
+            self._outbox_size += len(chunk.trades)
         while self._outbox_size > self._outbox_limit and len(self._outbox) > 1:
             dropped = self._outbox.popleft()
             self._outbox_size -= dropped.trades
             self._dropped += dropped.trades
+            self._written_seq = dropped.seq
             if not self._dropping:
                 log.warning("redis bus outbox full; other processes miss the oldest trades until redis is back")
                 self._dropping = True
@@ -156,6 +186,88 @@ class RedisTradeBus:
     def subscribe(self, symbols: frozenset[str], exchanges: frozenset[str]) -> MemorySubscription:
         """A subscription to trades of `symbols` on `exchanges` from every process."""
         return self._local.subscribe(symbols, exchanges)
+
+    async def resume(self, subscription: Subscription, position: StreamPosition) -> None:
+        """Make `subscription` (just subscribed or changed) replay the stream after `position`, then go on live.
+
+        Live chunks are held from now; this process's chunks published before now reach Redis first (bounded
+        wait); then the stream after the position is read page by page (XRANGE) as the subscriber takes it.
+        OutOfRangeError past retention (or another incarnation of the stream); UnavailableError without Redis.
+        """
+        if not isinstance(subscription, MemorySubscription):
+            raise TypeError(f"not a subscription of this bus: {subscription!r}")
+        subscription.hold(position)
+        published = self._local.mark()[1]
+        try:
+            if not self._local.epoch or position.epoch != self._local.epoch:
+                first = await self._replayer.xrange(self._key, count=1)
+                raise expired(_time_us(first), "is of another incarnation of the trade stream (Redis lost it)")
+            await self._flushed(published)
+            self._check_retained(await self._replayer.xinfo_stream(self._key), position.stream_id)
+        except REDIS_FAILURES as error:
+            subscription.close()
+            raise UnavailableError("trade history (Redis) unreachable; retry", retry_after_seconds=1.0) from error
+        except Exception:
+            subscription.close()
+            raise
+        subscription.replay_from(_StreamReplay(self, position.stream_id, subscription))
+
+    async def _flushed(self, seq: int) -> None:
+        """Return once own chunks up to `seq` left the outbox; UnavailableError after RESUME_FLUSH_SECONDS."""
+        try:
+            async with asyncio.timeout(RESUME_FLUSH_SECONDS):
+                while self._written_seq < seq:
+                    await self._progress.wait()
+        except TimeoutError:
+            raise UnavailableError("trades are still on their way to Redis; retry", retry_after_seconds=1.0) from None
+
+    def _check_retained(self, info: Any, after: StreamId) -> None:
+        """OutOfRangeError if the stream no longer reaches back to `after`: something was trimmed and the
+        oldest entry left is newer (trimming goes oldest first, so entries after `after` may be gone)."""
+        fields = {_as_bytes(k).decode(): v for k, v in info.items()} if isinstance(info, dict) else {}
+        added, length = int(fields.get("entries-added") or 0), int(fields.get("length") or 0)
+        if added <= length:
+            return  # nothing was ever trimmed
+        first = fields.get("first-entry")
+        if first:
+            oldest = parse_stream_id(_as_bytes(first[0]))
+            if oldest > after:
+                raise expired(oldest[0] * 1000, "is older than the stream retention (WADM_STREAM_RETENTION_SECONDS)")
+        elif parse_stream_id(_as_bytes(fields.get("last-generated-id") or b"0-0")) > after:
+            raise expired(None, "is older than the stream retention (WADM_STREAM_RETENTION_SECONDS)")
+
+    async def replay_page(self, after: StreamId, symbols: frozenset[str]) -> tuple[list[Chunk], StreamId | None, bool]:
+        """Up to REPLAY_PAGE_CHUNKS entries after `after`: their chunks (malformed entries skipped; those of
+        none of `symbols` left undecoded, empty), the last entry's id, and whether the page was full.
+        OutOfRangeError if retention trimmed entries after `after`."""
+        try:
+            entries = await self._replayer.xrange(
+                self._key, min=f"({format_stream_id(after)}", count=REPLAY_PAGE_CHUNKS
+            )
+            if entries:
+                self._check_retained(await self._replayer.xinfo_stream(self._key), after)
+        except REDIS_FAILURES as error:
+            raise UnavailableError("trade history (Redis) unreachable; retry", retry_after_seconds=1.0) from error
+        chunks = []
+        entries = entries or []
+        for entry_id, fields in entries:
+            named = {_as_bytes(k): _as_bytes(v) for k, v in (fields or {}).items()}
+            chunk = _chunk(parse_stream_id(_as_bytes(entry_id)), named, symbols)
+            if chunk is not None:
+                chunks.append(chunk)
+        last = parse_stream_id(_as_bytes(entries[-1][0])) if entries else None
+        return chunks, last, len(entries) >= REPLAY_PAGE_CHUNKS
+
+    def _mark(self) -> tuple[StreamId, int]:
+        last = self._last_id
+        return (parse_stream_id(last) if last is not None else ZERO_ID), self._local.mark_seq()
+
+    async def _load_epoch(self) -> None:
+        """The stream's incarnation: set once per Redis dataset (a Redis that lost its data gets a new one)."""
+        await self._writer.set(self._epoch_key, uuid.uuid4().hex, nx=True)
+        epoch = await self._writer.get(self._epoch_key)
+        if epoch is not None:
+            self._local.epoch = f"{self._key}/{_as_bytes(epoch).decode()}"
 
     def stats(self) -> RedisBusStats:
         """Counters since start."""
@@ -185,6 +297,7 @@ class RedisTradeBus:
             log.warning("redis bus tasks did not stop in time", extra={"tasks": [t.get_name() for t in pending]})
         await self._reader.aclose()
         await self._writer.aclose()
+        await self._replayer.aclose()
 
     async def _tail_id(self) -> bytes:
         newest = await self._reader.xrevrange(self._key, count=1)
@@ -194,6 +307,8 @@ class RedisTradeBus:
         failing = False
         while not self._closed:
             try:
+                if not self._local.epoch or failing:
+                    await self._load_epoch()
                 if self._last_id is None:
                     self._last_id = await self._tail_id()
                 response = await self._reader.xread(
@@ -212,35 +327,39 @@ class RedisTradeBus:
                 log.warning("redis bus reader reconnected", extra={"last_id": self._last_id.decode()})
                 failing = False
             # One delivery per reply: a caught-up subscriber takes the whole burst (see MemorySubscription.offer).
-            received: list[Trade] = []
+            received: list[Chunk] = []
             for entry_id, fields in _stream_entries(response):
                 self._last_id = entry_id
-                received += self._receive(fields)
+                chunk = self._receive(entry_id, fields)
+                if chunk is not None:
+                    received.append(chunk)
             if received:
                 self._local.deliver(received)
 
     def _fields(self, entry: _Entry) -> dict[FieldT, EncodableT]:
-        return {b"o": self._origin, b"n": entry.seq, b"t": entry.payload}
+        return {b"o": self._origin, b"n": entry.seq, b"t": entry.payload, b"s": entry.symbols}
 
-    def _receive(self, fields: dict[bytes, bytes]) -> list[Trade]:
-        """The trades of one stream entry, unless they are ours, already seen, or malformed."""
+    def _receive(self, entry_id: bytes, fields: dict[bytes, bytes]) -> Chunk | None:
+        """The chunk of one stream entry, unless it is ours, already seen, or malformed."""
         origin = fields.get(b"o")
         if origin is None or origin == self._origin:
-            return []  # our own trades went to local subscribers when published
+            return None  # our own trades went to local subscribers when published
         try:
             seq = int(fields[b"n"])
             if seq <= self._seen.get(origin, 0):
-                return []
-            trades = decode_trades(fields[b"t"])
+                return None
+            chunk = _chunk(parse_stream_id(entry_id), fields)
         except (KeyError, ValueError, TypeError) as error:
             log.error("redis bus skipped a malformed entry", extra={"error": repr(error)})
-            return []
+            return None
+        if chunk is None:
+            return None
         self._seen[origin] = seq
         self._seen.move_to_end(origin)
         if len(self._seen) > KNOWN_ORIGINS:
             self._seen.popitem(last=False)
-        self._received += len(trades)
-        return trades
+        self._received += len(chunk.trades)
+        return chunk
 
     async def _write_loop(self) -> None:
         failing = False
@@ -251,8 +370,11 @@ class RedisTradeBus:
                 batch = list(itertools.islice(self._outbox, WRITE_BATCH_ENTRIES))
                 try:
                     async with self._writer.pipeline(transaction=False) as pipe:
+                        oldest = f"{max(0, time.time_ns() // 1_000_000 - self._retention_ms)}-0"
                         for entry in batch:
                             pipe.xadd(self._key, self._fields(entry), maxlen=self._maxlen, approximate=True)
+                        # Exact: with `~` Redis trims whole nodes (100 entries), so a short retention would not hold.
+                        pipe.xtrim(self._key, minid=oldest, approximate=False)
                         await pipe.execute()
                 except REDIS_FAILURES as error:
                     if self._closed:
@@ -272,7 +394,51 @@ class RedisTradeBus:
                     written = self._outbox.popleft()
                     self._outbox_size -= written.trades
                     self._published += written.trades
+                self._written_seq = max(self._written_seq, batch[-1].seq)
+                self._progress.set()
+                self._progress = asyncio.Event()
             self._drained.set()
+
+
+class _StreamReplay:
+    """The Redis stream after a position, a page per call."""
+
+    def __init__(self, bus: RedisTradeBus, after: StreamId, subscription: MemorySubscription) -> None:
+        self._bus = bus
+        self._after = after
+        self._done = False
+        self._subscription = subscription
+
+    async def next_page(self) -> list[Chunk] | None:
+        if self._done:
+            return None
+        page, last, full = await self._bus.replay_page(self._after, self._subscription.symbols)
+        self._done = not full
+        if last is not None:
+            self._after = last
+        return page
+
+
+def _chunk(stream_id: StreamId, fields: dict[bytes, bytes], wanted: frozenset[str] | None = None) -> Chunk | None:
+    """The chunk of a stream entry (its trades left out when it says it has none of `wanted`); None (logged)
+    when it is malformed."""
+    try:
+        named = fields.get(b"s")
+        if wanted is not None and named is not None and wanted.isdisjoint(named.decode().split(",")):
+            return Chunk(fields[b"o"].decode(), int(fields[b"n"]), stream_id, ())
+        return Chunk(fields[b"o"].decode(), int(fields[b"n"]), stream_id, decode_trades(fields[b"t"]))
+    except (KeyError, ValueError, TypeError) as error:
+        log.error("redis bus skipped a malformed entry", extra={"error": repr(error)})
+        return None
+
+
+def _time_us(entries: Any) -> int | None:
+    """The time (µs) of the first entry of an XRANGE-like reply, if any."""
+    if not entries or not entries[0]:
+        return None
+    entry = entries[0]
+    entry_id = entry[0] if isinstance(entry, list | tuple) else entry
+    return parse_stream_id(_as_bytes(entry_id))[0] * 1000
 
 
 def _stream_entries(response: Any) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:

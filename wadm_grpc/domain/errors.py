@@ -106,6 +106,18 @@ class UnavailableError(WadmError):
         super().__init__(message)
 
 
+class OutOfRangeError(WadmError):
+    """The request points past what can be served (e.g. a resume token older than the retention).
+
+    `reason` and `metadata` go to google.rpc.ErrorInfo (e.g. `available_from`: what can still be served).
+    """
+
+    def __init__(self, message: str, *, reason: str, metadata: Mapping[str, str] | None = None) -> None:
+        self.reason = reason
+        self.metadata = dict(metadata or {})
+        super().__init__(message)
+
+
 class Violations:
     """Collects field violations so a request reports every problem at once."""
 

@@ -5,20 +5,27 @@ A stream is cut off (ResourceExhaustedError) when its client falls behind in eit
 - one message has waited `stall_seconds` for the transport to take it (the client's receive window is
   full: it stopped reading, whatever its library absorbed first).
 Messages carry at most `max_message_trades` trades, so what one stalled write pins is bounded too.
+
+Every message carries a resume token ("everything up to here", services/resume_tokens.py); a stream opened
+with one first replays what came after it (the bus's `resume`), then goes on live.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from wadm_grpc.domain.errors import ResourceExhaustedError, Violations, WadmError
+from wadm_grpc.domain.errors import InvalidArgumentError, ResourceExhaustedError, Violations, WadmError
 from wadm_grpc.domain.names import check_exchanges, check_symbols
+from wadm_grpc.domain.stream_position import StreamPosition
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.ports import Clock, Subscription, TradeBus
+from wadm_grpc.services.resume_tokens import FIELD, ResumeTokens
 from wadm_grpc.services.trade_subscriptions import (
     Command,
     Ping,
@@ -43,14 +50,23 @@ RETRY_AFTER_SECONDS = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """Nothing happened for a heartbeat interval; carries the server time."""
+    """Nothing happened for a heartbeat interval; carries the server time and the resume token."""
 
     server_time_us: int
+    resume_token: str = ""
 
 
-Event = list[Trade] | Heartbeat
+@dataclass(frozen=True, slots=True)
+class TradeMessage:
+    """Trades for one message, and the resume token of the stream after them."""
+
+    trades: list[Trade]
+    resume_token: str
+
+
+Event = TradeMessage | Heartbeat
 Deliver = Callable[[Event], Awaitable[None]]
-SubscriptionEvent = list[Trade] | Heartbeat | Subscribed | Pong | Refused
+SubscriptionEvent = TradeMessage | Heartbeat | Subscribed | Pong | Refused
 DeliverAny = Callable[[SubscriptionEvent], Awaitable[None]]
 E = TypeVar("E")
 
@@ -71,6 +87,7 @@ class StreamRequest:
     symbols: frozenset[str]
     exchanges: frozenset[str]
     heartbeat_seconds: float
+    resume: StreamPosition | None = None
 
 
 class _Delivery:
@@ -136,8 +153,10 @@ class StreamService:
         *,
         stall_seconds: float = DEFAULT_STALL_SECONDS,
         max_message_trades: int = DEFAULT_MAX_MESSAGE_TRADES,
+        tokens: ResumeTokens | None = None,
     ) -> None:
         self._bus = bus
+        self._tokens = tokens or ResumeTokens(secrets.token_bytes(32))
         self._clock = clock
         self._stall_seconds = stall_seconds
         self._max_message_trades = max_message_trades
@@ -149,8 +168,13 @@ class StreamService:
         """Counters of this process."""
         return StreamStats(live_streams=self._live, cut_off_streams=self._cut_off, ended_streams=self._ended)
 
-    @staticmethod
-    def check(symbols: Sequence[str], exchanges: Sequence[str], heartbeat_seconds: float | None) -> StreamRequest:
+    def check(
+        self,
+        symbols: Sequence[str],
+        exchanges: Sequence[str],
+        heartbeat_seconds: float | None,
+        resume_token: str = "",
+    ) -> StreamRequest:
         """The request, or InvalidArgumentError naming every problem."""
         problems = Violations()
         names = set(check_symbols(symbols, problems))
@@ -163,8 +187,16 @@ class StreamService:
                 "heartbeat_interval",
                 f"must be between {MIN_HEARTBEAT_SECONDS:g} and {MAX_HEARTBEAT_SECONDS:g} seconds",
             )
+        resume = None
+        if resume_token:
+            try:
+                resume = self._tokens.open(resume_token)
+            except WadmError as error:
+                if not isinstance(error, InvalidArgumentError):
+                    raise
+                problems.extend(error)
         problems.raise_if_any()
-        return StreamRequest(frozenset(names), frozenset(selected), interval)
+        return StreamRequest(frozenset(names), frozenset(selected), interval, resume)
 
     async def stream_trades(
         self, request: StreamRequest, deliver: Deliver, opened: Callable[[], Awaitable[None]] | None = None
@@ -181,16 +213,19 @@ class StreamService:
         delivery = _Delivery(self._stall_seconds)
         subscription.on_end(delivery.interrupt)
         with self._counted(subscription, delivery):
+            if request.resume is not None:
+                await self._bus.resume(subscription, request.resume)  # no await before: nothing slips between
             if opened is not None:
                 await opened()
+            issue, limit = self._tokens.issue, self._max_message_trades
             while True:
-                batch = await subscription.get(request.heartbeat_seconds)
+                batch = await subscription.get(request.heartbeat_seconds, limit)
                 if batch is None:
-                    await self._deliver(Heartbeat(self._clock.now_us()), deliver, delivery, subscription)
+                    beat = Heartbeat(self._clock.now_us(), issue(subscription.idle_position()))
+                    await self._deliver(beat, deliver, delivery, subscription)
                     continue
-                step = self._max_message_trades
-                for start in range(0, len(batch), step):
-                    await self._deliver(batch[start : start + step], deliver, delivery, subscription)
+                message = TradeMessage(batch, issue(subscription.position()))
+                await self._deliver(message, deliver, delivery, subscription)
 
     @contextlib.contextmanager
     def _counted(self, subscription: Subscription, delivery: _Delivery) -> Iterator[None]:
@@ -219,6 +254,7 @@ class StreamService:
         subscription.on_end(delivery.interrupt)
         selection = SymbolSelection()
         heartbeat_seconds = DEFAULT_HEARTBEAT_SECONDS
+        issue, limit = self._tokens.issue, self._max_message_trades
         loop = asyncio.get_running_loop()
         last_sent = loop.time()
         # Two waits at once (the client's next command, the bus's next trades), each a task kept across
@@ -229,26 +265,32 @@ class StreamService:
             try:
                 while True:
                     if fetch is None:
-                        fetch = asyncio.ensure_future(subscription.get(MAX_HEARTBEAT_SECONDS))
+                        fetch = asyncio.ensure_future(subscription.get(MAX_HEARTBEAT_SECONDS, limit))
                     waits: set[asyncio.Future[object]] = {fetch} if reader is None else {fetch, reader}  # type: ignore[arg-type]
                     idle_left = max(0.0, last_sent + heartbeat_seconds - loop.time())
                     done, _ = await asyncio.wait(waits, timeout=idle_left, return_when=asyncio.FIRST_COMPLETED)
                     if fetch in done:  # first: trades taken before a command in the same round predate it
                         batch, fetch = fetch.result(), None
                         wanted = selection.wanted(batch) if batch else []
-                        step = self._max_message_trades
-                        for start in range(0, len(wanted), step):
-                            await self._deliver(wanted[start : start + step], deliver, delivery, subscription)
+                        if wanted:
+                            message = TradeMessage(wanted, issue(subscription.position()))
+                            await self._deliver(message, deliver, delivery, subscription)
                             last_sent = loop.time()
                     if reader is not None and reader in done:
                         command = reader.result()
                         reader = None if command is None else asyncio.ensure_future(_next_command(commands))
                         if command is not None:
-                            answer, heartbeat_seconds = _apply(command, selection, subscription, heartbeat_seconds)
+                            answer, heartbeat_seconds, resume = self._apply(
+                                command, selection, subscription, heartbeat_seconds
+                            )
+                            if resume is not None:  # right after the change: nothing slips between
+                                await self._bus.resume(subscription, resume)
+                            answer = dataclasses.replace(answer, resume_token=issue(subscription.position()))
                             await self._deliver(answer, deliver, delivery, subscription)
                             last_sent = loop.time()
                     if not done:
-                        await self._deliver(Heartbeat(self._clock.now_us()), deliver, delivery, subscription)
+                        beat = Heartbeat(self._clock.now_us(), issue(subscription.idle_position()))
+                        await self._deliver(beat, deliver, delivery, subscription)
                         last_sent = loop.time()
             finally:
                 for task in (reader, fetch):
@@ -276,6 +318,22 @@ class StreamService:
             ) from None
         finally:
             delivery.started = None
+
+    def _apply(
+        self, command: Command, selection: SymbolSelection, subscription: Subscription, heartbeat_seconds: float
+    ) -> tuple[Subscribed | Pong | Refused, float, StreamPosition | None]:
+        """The answer to `command`, the heartbeat interval after it, and where to resume from (a first
+        subscribe with a resume token); a change reaches the bus at once."""
+        resume = None
+        try:
+            if isinstance(command, Subscribe) and command.resume_token:
+                if selection.symbols:
+                    raise InvalidArgumentError.of(FIELD, "only in the stream's first subscribe")
+                resume = self._tokens.open(command.resume_token)
+        except WadmError as error:
+            return Refused(error), heartbeat_seconds, None
+        answer, heartbeat_seconds = _apply(command, selection, subscription, heartbeat_seconds)
+        return answer, heartbeat_seconds, (resume if isinstance(answer, Subscribed) else None)
 
 
 async def _next_command(commands: AsyncIterator[Command]) -> Command | None:

@@ -19,6 +19,7 @@ class Subscribe:
     symbols: Sequence[str]
     exchanges: Sequence[str] = ()
     heartbeat_seconds: float | None = None
+    resume_token: str = ""  # only in the first subscribe: replay from there (services/streaming.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class Refused:
     """A command refused (as an event), or one the API layer could not read (as a command): the stream goes on."""
 
     error: WadmError
+    resume_token: str = ""  # as an event: the stream's position, like every message
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +47,14 @@ class Subscribed:
     """The whole symbol set after a change, alphabetically."""
 
     symbols: tuple[str, ...]
+    resume_token: str = ""  # the stream's position, like every message
 
 
 @dataclass(frozen=True, slots=True)
 class Pong:
     """The answer to a Ping."""
+
+    resume_token: str = ""  # the stream's position, like every message
 
 
 Command = Subscribe | Unsubscribe | Ping | Refused

@@ -43,6 +43,7 @@ class _Connection:
 
     def __init__(self, options: ConnectOptions | None = None) -> None:
         self.options = options or ConnectOptions()
+        self.reconnects = 0  # live streams reopened (with their resume token) since this client was made
         stubs = Stubs(self._open(self.options))
         self.market, self.ingest, self.admin = stubs.market, stubs.ingest, stubs.admin
 

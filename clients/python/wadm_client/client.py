@@ -114,16 +114,19 @@ class WadmClient(AsyncConnection):
         reconnect: bool = True,
         backoff: Backoff | None = None,
         on_reconnect: OnReconnect | None = None,
+        resume_token: str | None = None,
     ) -> AsyncIterator[Trade]:
         """Live trades as they are ingested, for as long as you iterate.
 
         On UNAVAILABLE (transport lost, server restarting) or RESOURCE_EXHAUSTED (cut off as too slow) it reconnects
         by itself after `backoff` (exponential, jittered, at least the server's RetryInfo), calling `on_reconnect`.
-        StreamTrades has no resume token yet: trades ingested while disconnected are not replayed (a gap is possible;
-        fill it with `list_trades` over the gap if it matters).
+        It resumes with the last message's resume token, so the trades ingested while it was away come first, once
+        each, in order: one endless gap-free iterator. `self.reconnects` counts reconnects. If the server no longer
+        has the trades since (past its retention, or it restarted without Redis), ResumeExpiredError is raised
+        (`available_from` says from when it has them): backfill with `list_trades`, then stream again. Pass
+        `resume_token` to start after a message of an earlier stream.
         """
         backoff = backoff or Backoff()
-        resume_token: str | None = None  # RESUME: the last event's token, once StreamTrades has them
         while True:
             request = requests.stream(
                 symbols, exchanges=exchanges, heartbeat_seconds=heartbeat_seconds, resume=resume_token
@@ -134,11 +137,13 @@ class WadmClient(AsyncConnection):
                     backoff.reset()
                     for trade in event.trades.trades:
                         yield Trade.from_pb(trade)
+                    resume_token = event.resume_token or resume_token  # after its trades: they were handed on
                 return
             except grpc.RpcError as error:
                 await asyncio.sleep(
                     delay_before_reconnect(error, backoff, reconnect=reconnect, on_reconnect=on_reconnect)
                 )
+                self.reconnects += 1
             finally:
                 call.cancel()
 

@@ -104,6 +104,15 @@ class InvalidArgumentError(WadmError):
     """INVALID_ARGUMENT: `field_violations` names every field that is wrong."""
 
 
+class ResumeExpiredError(InvalidArgumentError):
+    """OUT_OF_RANGE: a stream's resume token is past the server's retention. `available_from` (ErrorInfo metadata,
+    RFC 3339) is the oldest point still served: backfill the gap with `list_trades`, then stream again."""
+
+    @property
+    def available_from(self) -> str | None:
+        return self.details.metadata.get("available_from")
+
+
 class NotFoundError(WadmError):
     """NOT_FOUND: e.g. no trades of the symbol in the window."""
 
@@ -134,7 +143,7 @@ class InternalError(WadmError):
 
 ERRORS: dict[grpc.StatusCode, type[WadmError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
-    grpc.StatusCode.OUT_OF_RANGE: InvalidArgumentError,
+    grpc.StatusCode.OUT_OF_RANGE: ResumeExpiredError,
     grpc.StatusCode.NOT_FOUND: NotFoundError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,

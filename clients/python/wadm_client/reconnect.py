@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from wadm_client.errors import WadmError, from_rpc_error
 
 # Transport trouble and server restarts (UNAVAILABLE), and a server that cut a slow reader off (RESOURCE_EXHAUSTED,
 # with RetryInfo): worth reconnecting. Anything else (a bad request, a missing key) would fail again the same way.
+log = logging.getLogger("wadm_client")
 RECONNECT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 OnReconnect = Callable[[WadmError, float], None]  # (why, seconds until the next attempt)
 
@@ -46,12 +48,14 @@ class Backoff:
 def delay_before_reconnect(
     error: grpc.RpcError, backoff: Backoff, *, reconnect: bool, on_reconnect: OnReconnect | None
 ) -> float:
-    """Seconds to wait before reconnecting after `error`, told to `on_reconnect`; raises the typed error instead
-    when it is not worth reconnecting (or `reconnect` is off, or the attempts are spent)."""
+    """Seconds to wait before reconnecting after `error`, told to `on_reconnect` and logged; raises the typed error
+    instead when it is not worth reconnecting (or `reconnect` is off, or the attempts are spent). OUT_OF_RANGE (a
+    resume token past the server's retention) is raised as ResumeExpiredError: reconnecting would not close the gap."""
     failure = from_rpc_error(error)
     delay = backoff.next_delay(failure) if reconnect else None
     if delay is None:
         raise failure from error
+    log.warning("stream ended (%s); reconnecting in %.2f s, resuming where it stopped", failure, delay)
     if on_reconnect is not None:
         on_reconnect(failure, delay)
     return delay

@@ -152,11 +152,8 @@ def trades(
 def stream(
     symbols: Sequence[str], *, exchanges: Sequence[str], heartbeat_seconds: float | None, resume: str | None = None
 ) -> md.StreamTradesRequest:
-    """A StreamTrades request. RESUME: `resume` is where a reconnect will pass the last event's resume token once
-    StreamTrades has one (the streams issue); until then it must be None and a reconnect starts from "now"."""
-    if resume is not None:
-        raise NotImplementedError("StreamTrades has no resume token yet")
-    request = md.StreamTradesRequest(symbols=symbols, exchanges=exchanges)
+    """A StreamTrades request; `resume` (the last message's resume token) replays what came after it first."""
+    request = md.StreamTradesRequest(symbols=symbols, exchanges=exchanges, resume_token=resume or "")
     if heartbeat_seconds is not None:
         request.heartbeat_interval.CopyFrom(duration(heartbeat_seconds))
     return request

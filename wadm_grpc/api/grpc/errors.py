@@ -17,6 +17,7 @@ from wadm_grpc.domain.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    OutOfRangeError,
     PermissionDeniedError,
     ResourceExhaustedError,
     UnauthenticatedError,
@@ -117,6 +118,9 @@ def _expected_status(error: Exception) -> status_pb2.Status | None:
             )
             details.append(_packed(error_details_pb2.QuotaFailure(violations=[violation])))
         return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=str(error), details=details)
+    if isinstance(error, OutOfRangeError):
+        why = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+        return status_pb2.Status(code=code_pb2.OUT_OF_RANGE, message=str(error), details=[_packed(why)])
     if isinstance(error, UnavailableError):
         details = [_retry_info(error.retry_after_seconds)]
         if error.reason is not None:

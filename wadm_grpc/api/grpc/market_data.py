@@ -12,14 +12,13 @@ from wadm_grpc.domain.aggregate import Candle
 from wadm_grpc.domain.decimals import to_wire
 from wadm_grpc.domain.errors import InvalidArgumentError, Violations
 from wadm_grpc.domain.stats import MarketStats
-from wadm_grpc.domain.trade import Trade
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.services.candles import CandleService, CandlesRequest
 from wadm_grpc.services.live_candles import LiveCandleService, LiveEvent
 from wadm_grpc.services.orderbook import Orderbook, OrderbookService
 from wadm_grpc.services.read_cache import answer_ttl_seconds
 from wadm_grpc.services.stats import MultiStats, StatsService
-from wadm_grpc.services.streaming import Heartbeat, StreamService, SubscriptionEvent
+from wadm_grpc.services.streaming import Heartbeat, StreamService, SubscriptionEvent, TradeMessage
 from wadm_grpc.services.symbols import SymbolService
 from wadm_grpc.services.trade_subscriptions import (
     Command,
@@ -38,7 +37,7 @@ def _command(request: md.SubscribeTradesRequest) -> Command:
     if operation == "subscribe":
         sub = request.subscribe
         heartbeat = sub.heartbeat_interval.ToNanoseconds() / 1e9 if sub.HasField("heartbeat_interval") else None
-        return Subscribe(list(sub.symbols), list(sub.exchanges), heartbeat)
+        return Subscribe(list(sub.symbols), list(sub.exchanges), heartbeat, sub.resume_token)
     if operation == "unsubscribe":
         return Unsubscribe(list(request.unsubscribe.symbols))
     if operation == "ping":
@@ -194,15 +193,15 @@ class MarketDataServicer:
         waits for the transport (services/streaming.py), and ends without waiting on a full transport."""
         heartbeat = request.heartbeat_interval.ToNanoseconds() / 1e9 if request.HasField("heartbeat_interval") else None
 
-        async def write(event: list[Trade] | Heartbeat) -> None:
-            if isinstance(event, list):
-                await context.write(self._encoder.encode(event))  # pre-encoded bytes, see stream_wire.py
+        async def write(event: TradeMessage | Heartbeat) -> None:
+            if isinstance(event, TradeMessage):  # pre-encoded bytes, see stream_wire.py
+                await context.write(self._encoder.encode(event.trades, event.resume_token))
             else:
                 beat = md.Heartbeat(server_time=convert.timestamp(event.server_time_us))
-                await context.write(md.StreamTradesResponse(heartbeat=beat))
+                await context.write(md.StreamTradesResponse(heartbeat=beat, resume_token=event.resume_token))
 
         try:
-            checked = self._streams.check(request.symbols, request.exchanges, heartbeat)
+            checked = self._streams.check(request.symbols, request.exchanges, heartbeat, request.resume_token)
             # Initial metadata once subscribed: the HTTP gateway answers 200 then, and a refused stream with its status.
             await self._streams.stream_trades(checked, write, opened=lambda: context.send_initial_metadata(()))
         except Exception as error:  # CancelledError (the client left) is not caught: it must propagate
@@ -213,18 +212,19 @@ class MarketDataServicer:
         slow-consumer policy (services/streaming.py). A refused command is an `error` message, not the end."""
 
         async def write(event: SubscriptionEvent) -> None:
-            if isinstance(event, list):
-                await context.write(self._encoder.encode_subscribed(event))  # pre-encoded, see stream_wire.py
+            if isinstance(event, TradeMessage):  # pre-encoded, see stream_wire.py
+                await context.write(self._encoder.encode_subscribed(event.trades, event.resume_token))
             elif isinstance(event, Heartbeat):
                 beat = md.Heartbeat(server_time=convert.timestamp(event.server_time_us))
-                await context.write(md.SubscribeTradesResponse(heartbeat=beat))
+                await context.write(md.SubscribeTradesResponse(heartbeat=beat, resume_token=event.resume_token))
             elif isinstance(event, Subscribed):
-                await context.write(md.SubscribeTradesResponse(subscribed=md.Subscribed(symbols=event.symbols)))
+                subscribed = md.Subscribed(symbols=event.symbols)
+                await context.write(md.SubscribeTradesResponse(subscribed=subscribed, resume_token=event.resume_token))
             elif isinstance(event, Pong):
-                await context.write(md.SubscribeTradesResponse(pong=md.Pong()))
+                await context.write(md.SubscribeTradesResponse(pong=md.Pong(), resume_token=event.resume_token))
             else:
                 error = status_of(event.error, rpc="SubscribeTrades")
-                await context.write(md.SubscribeTradesResponse(error=error))
+                await context.write(md.SubscribeTradesResponse(error=error, resume_token=event.resume_token))
 
         try:
             await self._streams.subscribe_trades(_commands(requests), write)

@@ -4,6 +4,8 @@ A StreamTradesResponse holding a TradeBatch is, in protobuf's wire format, the c
 trades' encodings, each framed as field 1 (length-delimited), framed again as field 1. So a stream's
 message is built by joining cached byte strings instead of building and serialising messages per
 subscriber, which is the per-message Python work that limits grpc.aio streaming (../shared/STACK.md).
+The message's resume_token (a field outside the batch) is appended as its own field: protobuf fields
+concatenate, so the batch bytes stay shared and only the token's few bytes are per position.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from wadm_grpc.domain.trade import Trade
 
 _FIELD_1_LENGTH_DELIMITED = b"\x0a"
 _FIELD_2_LENGTH_DELIMITED = b"\x12"
+_STREAM_TOKEN_TAG = b"\x1a"  # StreamTradesResponse.resume_token = 3
+_SUBSCRIBE_TOKEN_TAG = b"2"  # SubscribeTradesResponse.resume_token = 6 (0x32)
 # Enough for every trade of a second or two of heavy ingest; older ones are re-encoded if ever needed.
 DEFAULT_CACHE_TRADES = 65_536
+TOKEN_CACHE_ENTRIES = 4_096
 
 
 def _varint(value: int) -> bytes:
@@ -41,6 +46,7 @@ class TradeBatchEncoder:
     def __init__(self, *, cache_trades: int = DEFAULT_CACHE_TRADES) -> None:
         self._cache: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         self._limit = cache_trades
+        self._tokens: dict[tuple[bytes, str], bytes] = {}  # a token field's bytes: one per position
 
     def _framed(self, trade: Trade) -> bytes:
         key = (trade.exchange, trade.symbol, trade.trade_id)
@@ -52,14 +58,27 @@ class TradeBatchEncoder:
                 self._cache.popitem(last=False)
         return framed
 
-    def encode(self, trades: Sequence[Trade]) -> bytes:
-        """The bytes of StreamTradesResponse(trades=TradeBatch(trades=trades))."""
-        return _field_1(b"".join([self._framed(trade) for trade in trades]))
+    def encode(self, trades: Sequence[Trade], resume_token: str = "") -> bytes:
+        """The bytes of StreamTradesResponse(trades=TradeBatch(trades=trades), resume_token=resume_token)."""
+        return _field_1(b"".join([self._framed(trade) for trade in trades])) + self._token(
+            _STREAM_TOKEN_TAG, resume_token
+        )
 
-    def encode_subscribed(self, trades: Sequence[Trade]) -> bytes:
-        """The bytes of SubscribeTradesResponse(trades=TradeBatch(trades=trades)): the batch is its field 2."""
+    def encode_subscribed(self, trades: Sequence[Trade], resume_token: str = "") -> bytes:
+        """The bytes of SubscribeTradesResponse(trades=TradeBatch(trades=trades), resume_token=...): the
+        batch is its field 2, the token field 6."""
         batch = b"".join([self._framed(trade) for trade in trades])
-        return _FIELD_2_LENGTH_DELIMITED + _varint(len(batch)) + batch
+        return _FIELD_2_LENGTH_DELIMITED + _varint(len(batch)) + batch + self._token(_SUBSCRIBE_TOKEN_TAG, resume_token)
+
+    def _token(self, tag: bytes, token: str) -> bytes:
+        field = self._tokens.get((tag, token))
+        if field is None:
+            raw = token.encode()
+            field = tag + _varint(len(raw)) + raw if raw else b""
+            if len(self._tokens) >= TOKEN_CACHE_ENTRIES:
+                self._tokens.clear()
+            self._tokens[(tag, token)] = field
+        return field
 
 
 def serialize_response(message: bytes | Message) -> bytes:

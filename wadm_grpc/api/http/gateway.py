@@ -29,7 +29,7 @@ from wadm_grpc.api.http.observe import ROUTE_SCOPE_KEY
 from wadm_grpc.api.http.query import build_request
 from wadm_grpc.api.http.render import AnswerRenderer, StreamRenderer
 from wadm_grpc.api.http.routes import Route, RouteMatch, Router
-from wadm_grpc.api.http.streams import stream_response, wants_event_stream
+from wadm_grpc.api.http.streams import resume_from_header, stream_response, wants_event_stream
 from wadm_grpc.api.http.templates import PathEncodingError
 from wadm_grpc.domain.errors import InvalidArgumentError
 
@@ -100,6 +100,7 @@ class Gateway:
         )
         if route.body:
             await _merge_body(request, route, message)
+        resume_from_header(message, request.headers)
         return message
 
     async def _forward(self, request: Request, match: RouteMatch, *, pretty: bool) -> Response:

@@ -2,15 +2,18 @@
 
 NDJSON: one {"result": <message>} line per message, a final {"error": <Status>} line when the stream ends
 with an error (the 200 is already sent by then). SSE: one event per message, named after the message's
-oneof (`trades`, `heartbeat`), and `event: error` at the end. Every message is flushed as it comes; the
-server's heartbeats keep proxies from cutting idle streams. A client that goes away cancels the gRPC call
-at once (Starlette cancels the body iterator on http.disconnect; the call is cancelled in `finally`).
+oneof (`trades`, `heartbeat`), and `event: error` at the end. Each SSE event's `id:` is the message's
+resume token, so a reconnecting EventSource sends it back as `Last-Event-ID`, which resumes the stream
+(as the `resume_token` query parameter does, for NDJSON too: every line carries the token). Every
+message is flushed as it comes; the server's heartbeats keep proxies from cutting idle streams. A client
+that goes away cancels the gRPC call at once (Starlette cancels the body iterator on http.disconnect; the
+call is cancelled in `finally`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -31,8 +34,22 @@ def wants_event_stream(accept: str) -> bool:
     return any(part.split(";")[0].strip() == EVENT_STREAM for part in accept.split(","))
 
 
-def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
+LAST_EVENT_ID = "last-event-id"
+RESUME_FIELD = "resume_token"
+
+
+def _sse(event: str, data: dict[str, Any], event_id: str = "") -> bytes:
+    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {body}\n\n".encode()
+
+
+def resume_from_header(message: Message, headers: Mapping[str, str]) -> None:
+    """An EventSource's `Last-Event-ID` (our last event's resume token) resumes a stream that has a
+    resume_token field, unless the query set one."""
+    last = headers.get(LAST_EVENT_ID, "").strip()
+    if last and RESUME_FIELD in message.DESCRIPTOR.fields_by_name and not getattr(message, RESUME_FIELD):
+        setattr(message, RESUME_FIELD, last)
 
 
 def _event_name(message: Message) -> str:
@@ -47,7 +64,9 @@ def _event_name(message: Message) -> str:
 def _renderer(response_class: type[Message], *, sse: bool) -> Callable[[bytes], bytes]:
     def render(payload: bytes) -> bytes:
         message = response_class.FromString(payload)
-        return _sse(_event_name(message), as_dict(message)) if sse else stream_line("result", message)
+        if not sse:
+            return stream_line("result", message)
+        return _sse(_event_name(message), as_dict(message), getattr(message, RESUME_FIELD, ""))
 
     return render
 

@@ -38,7 +38,10 @@ REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 MAX_REASON_BYTES = 123
 # Like the server's stall limit: a browser that takes no frame for this long is cut off, not waited for.
 SEND_STALL_SECONDS = 5.0
-_FIELDS = {"subscribe": {"op", "symbols", "exchanges", "heartbeat_interval"}, "unsubscribe": {"op", "symbols"}}
+_FIELDS = {
+    "subscribe": {"op", "symbols", "exchanges", "heartbeat_interval", "resume_token"},
+    "unsubscribe": {"op", "symbols"},
+}
 _FIELDS["ping"] = {"op"}
 
 
@@ -115,6 +118,11 @@ def request_of(text: str, default_heartbeat: float | None) -> md.SubscribeTrades
         seconds = default_heartbeat if raw is None else _heartbeat(raw, problems)
         if seconds is not None:
             request.subscribe.heartbeat_interval.FromNanoseconds(int(seconds * 1e9))
+        token = frame.get("resume_token", "")
+        if isinstance(token, str):
+            request.subscribe.resume_token = token
+        else:
+            problems.add("resume_token", "must be a string (the resume_token of a message received before)")
     problems.raise_if_any()
     return request
 
@@ -126,7 +134,10 @@ def frame_of(message: md.SubscribeTradesResponse) -> dict[str, Any]:
         return {"type": "error", "error": as_dict(message.error)}
     if event is None:
         return {"type": "unknown"}
-    return {"type": event, **as_dict(getattr(message, event))}
+    frame = {"type": event, **as_dict(getattr(message, event))}
+    if event in ("trades", "heartbeat"):  # the frames a client resumes after (acknowledgements stay as they were)
+        frame["resume_token"] = message.resume_token
+    return frame
 
 
 def _frame_text(frame: dict[str, Any]) -> str:

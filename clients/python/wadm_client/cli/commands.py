@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from rich.live import Live
 
 from wadm_client.cli.render import Output, table
-from wadm_client.errors import WadmError
+from wadm_client.errors import InvalidArgumentError, ResumeExpiredError, WadmError
 from wadm_client.models import Candle, Candles
 from wadm_client.sync import WadmSyncClient
 
@@ -115,13 +115,29 @@ def symbols(client: WadmSyncClient, args: argparse.Namespace, out: Output) -> No
 
 
 def tail(client: WadmSyncClient, args: argparse.Namespace, out: Output) -> None:
-    """The live tape; reconnects by itself (saying so on stderr). No resume yet: a reconnect may skip trades."""
+    """The live tape; reconnects and resumes by itself (saying so on stderr). When the server cannot resume (it
+    restarted without Redis, or the outage outlasted its retention) it says so and goes on from now."""
 
     def reconnecting(error: WadmError, delay: float) -> None:
         print(f"wadm: {one_line(error)}; reconnecting in {delay:.1f} s", file=sys.stderr, flush=True)
 
-    for trade in client.stream_trades(args.symbols, exchanges=args.exchange, on_reconnect=reconnecting):
-        out.row(trade.as_dict(), TRADE_COLUMNS, TAPE_WIDTHS)
+    while True:
+        try:
+            for trade in client.stream_trades(args.symbols, exchanges=args.exchange, on_reconnect=reconnecting):
+                out.row(trade.as_dict(), TRADE_COLUMNS, TAPE_WIDTHS)
+            return
+        except InvalidArgumentError as error:  # ResumeExpiredError too
+            if not isinstance(error, ResumeExpiredError) and "resume_token" not in error.field_violations:
+                raise
+            since = (
+                f" (the server has trades from {error.available_from})" if isinstance(error, ResumeExpiredError) else ""
+            )
+            print(
+                f"wadm: cannot resume: {one_line(error)}; trades after the last one shown may be missing{since};"
+                " going on from now",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def one_line(error: BaseException) -> str:

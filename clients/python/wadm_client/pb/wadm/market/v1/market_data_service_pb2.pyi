@@ -884,6 +884,13 @@ class StreamTradesRequest(_message.Message):
     SYMBOLS_FIELD_NUMBER: _builtins.int
     EXCHANGES_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    """Resume after the message that carried this token (any message's resume_token, heartbeats too):
+    every matching trade ingested after it, once, in per-symbol order, then live. Keep symbols and
+    exchanges as in the stream that issued it. Past retention: OUT_OF_RANGE with google.rpc.ErrorInfo
+    (reason RESUME_TOKEN_EXPIRED, metadata available_from); not a token of this service: INVALID_ARGUMENT.
+    """
     @_builtins.property
     def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """1 to 100 symbols."""
@@ -902,10 +909,11 @@ class StreamTradesRequest(_message.Message):
         symbols: _abc.Iterable[_builtins.str] | None = ...,
         exchanges: _abc.Iterable[_builtins.str] | None = ...,
         heartbeat_interval: _duration_pb2.Duration | None = ...,
+        resume_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exchanges", b"exchanges", "heartbeat_interval", b"heartbeat_interval", "symbols", b"symbols"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exchanges", b"exchanges", "heartbeat_interval", b"heartbeat_interval", "resume_token", b"resume_token", "symbols", b"symbols"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -919,6 +927,9 @@ class StreamTradesResponse(_message.Message):
 
     TRADES_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    """Opaque: "everything up to this message"; pass it as StreamTradesRequest.resume_token to resume."""
     @_builtins.property
     def trades(self) -> Global___TradeBatch:
         """Trades ingested since the previous event, in ingest order (several when they arrive together)."""
@@ -932,10 +943,11 @@ class StreamTradesResponse(_message.Message):
         *,
         trades: Global___TradeBatch | None = ...,
         heartbeat: Global___Heartbeat | None = ...,
+        resume_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "trades", b"trades"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "trades", b"trades"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "resume_token", b"resume_token", "trades", b"trades"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["trades", "heartbeat"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
@@ -1038,6 +1050,11 @@ class SubscribeSymbols(_message.Message):
     SYMBOLS_FIELD_NUMBER: _builtins.int
     EXCHANGES_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    """Only in the stream's first subscribe: resume after the message that carried this token (a
+    SubscribeTradesResponse.resume_token), as StreamTradesRequest.resume_token does, for these symbols.
+    """
     @_builtins.property
     def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """1 to 100 symbols (at most 100 subscribed in all)."""
@@ -1058,10 +1075,11 @@ class SubscribeSymbols(_message.Message):
         symbols: _abc.Iterable[_builtins.str] | None = ...,
         exchanges: _abc.Iterable[_builtins.str] | None = ...,
         heartbeat_interval: _duration_pb2.Duration | None = ...,
+        resume_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exchanges", b"exchanges", "heartbeat_interval", b"heartbeat_interval", "symbols", b"symbols"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exchanges", b"exchanges", "heartbeat_interval", b"heartbeat_interval", "resume_token", b"resume_token", "symbols", b"symbols"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1119,6 +1137,11 @@ class SubscribeTradesResponse(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     PONG_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    resume_token: _builtins.str
+    """Opaque: "everything up to this message" (on every message); resumes through
+    SubscribeSymbols.resume_token.
+    """
     @_builtins.property
     def subscribed(self) -> Global___Subscribed:
         """The symbol set changed (or a subscribe changed nothing): the whole current set."""
@@ -1147,10 +1170,11 @@ class SubscribeTradesResponse(_message.Message):
         heartbeat: Global___Heartbeat | None = ...,
         pong: Global___Pong | None = ...,
         error: _status_pb2.Status | None = ...,
+        resume_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "event", b"event", "heartbeat", b"heartbeat", "pong", b"pong", "subscribed", b"subscribed", "trades", b"trades"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "event", b"event", "heartbeat", b"heartbeat", "pong", b"pong", "subscribed", b"subscribed", "trades", b"trades"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "event", b"event", "heartbeat", b"heartbeat", "pong", b"pong", "resume_token", b"resume_token", "subscribed", b"subscribed", "trades", b"trades"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["subscribed", "trades", "heartbeat", "pong", "error"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
