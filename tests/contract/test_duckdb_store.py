@@ -303,3 +303,27 @@ async def test_sparse_history_is_read_in_one_window(tmp_path: Path) -> None:
         assert store.round_trips - statements == 2  # the bounds and ONE window
     finally:
         await store.close()
+
+
+async def test_the_symbol_list_is_served_without_a_statement_until_the_next_write(tmp_path: Path) -> None:
+    # Issue 10: ListSymbols (what clients poll) stays off the store while a flood saturates it.
+    store = DuckDBTradeStore(tmp_path / "t.duckdb")
+    trades = make_trades(seed=34, count=30, start_us=T0, spacing_us=1_000_000)
+    try:
+        await store.insert_trades(trades[:10])
+        first = await store.symbols(())
+        statements = store.round_trips
+        assert await store.symbols(()) == first
+        assert store.round_trips == statements  # remembered
+
+        await store.insert_trades(trades[10:])
+        statements = store.round_trips
+
+        after = {s.symbol: s.trade_count for s in await store.symbols(())}
+        counts: dict[str, int] = {}
+        for trade in trades:
+            counts[trade.symbol] = counts.get(trade.symbol, 0) + 1
+        assert after == counts  # the write is seen at once
+        assert store.round_trips == statements + 1  # read afresh
+    finally:
+        await store.close()

@@ -49,6 +49,10 @@ class DuckDBTradeStore:
         self._writer = ThreadPoolExecutor(1, "duckdb-write", initializer=self._open_cursor)
         self._merger = RollupMerger()  # used by the writer thread only
         self._bounds = MarketBounds()
+        # ListSymbols answers by exchanges, with the write generation they were read in (as MarketBounds):
+        # one row per market, polled by clients, served without a statement until the next write.
+        self._writes = 0
+        self._symbols: dict[tuple[str, ...], tuple[int, list[SymbolSummary]]] = {}
         self._cursors: list[Cursor] = []
         self._cursors_lock = threading.Lock()
         # Statements executed: the contract suite checks that multi-symbol stats take ONE.
@@ -88,6 +92,8 @@ class DuckDBTradeStore:
         finally:
             if pool is self._writer:  # whatever the writer did may have moved a market's bounds
                 self._bounds.written()
+                self._writes += 1
+                self._symbols.clear()
 
     async def _read(self, work: Callable[[Cursor], T]) -> T:
         return await self._run(self._readers, work)
@@ -197,8 +203,12 @@ class DuckDBTradeStore:
         return await self._read(lambda cursor: read_candles(cursor, self._local.prepared, self._bounds, query))
 
     async def symbols(self, exchanges: tuple[str, ...]) -> list[SymbolSummary]:
+        generation = self._writes  # before the statement: a write meanwhile voids what it reads
+        known = self._symbols.get(exchanges)
+        if known is not None and known[0] == generation:
+            return list(known[1])
         rows = await self._read(lambda cursor: cursor.execute(sql.symbols(len(exchanges)), list(exchanges)).fetchall())
-        return [
+        summaries = [
             SymbolSummary(
                 symbol=symbol,
                 exchanges=tuple(names),
@@ -209,6 +219,9 @@ class DuckDBTradeStore:
             )
             for symbol, names, count, first, last, price, scale in rows
         ]
+        if generation == self._writes:
+            self._symbols[exchanges] = (generation, summaries)
+        return list(summaries)
 
     async def window_stats(
         self, symbols: Sequence[str], exchanges: tuple[str, ...], start_us: int, end_us: int
