@@ -14,9 +14,8 @@ from wadm_grpc.bus.memory import InProcessTradeBus
 from wadm_grpc.domain.clock import ManualClock
 from wadm_grpc.domain.errors import ResourceExhaustedError
 from wadm_grpc.domain.timeframe import Timeframe
-from wadm_grpc.services.candle_feed import CandleUpdate
 from wadm_grpc.services.ingest import IngestService
-from wadm_grpc.services.live_candles import LiveCandleService, LiveEvent
+from wadm_grpc.services.live_candles import CandleMessage, LiveCandleService, LiveEvent
 from wadm_grpc.services.read_cache import ReadCache
 from wadm_grpc.stores.duckdb import DuckDBTradeStore
 
@@ -59,14 +58,14 @@ async def test_a_client_that_stops_reading_gets_the_latest_state_not_a_backlog(
     fast_got_first = asyncio.Event()
 
     async def slow_client(event: LiveEvent) -> None:  # takes one message, then stops reading for a while
-        if isinstance(event, CandleUpdate):
+        if isinstance(event, CandleMessage):
             slow.append(event.candle.ohlcv.trade_count)
             slow_got[min(len(slow), 2) - 1].set()
             if len(slow) == 1:
                 await reading.wait()
 
     async def fast_client(event: LiveEvent) -> None:
-        if isinstance(event, CandleUpdate):
+        if isinstance(event, CandleMessage):
             fast.append(event.candle.ohlcv.trade_count)
             fast_got_first.set()
             if event.candle.ohlcv.trade_count == len(trades):
