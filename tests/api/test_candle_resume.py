@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import pytest
 
+from tests.api.test_redis_processes import free_port
 from tests.api.test_resume_processes import error_info
 from tests.api.test_stream_candles import GRACE_US, MINUTE_US, T0, Stream, bucket_from_get_candles, publish
 from tests.conftest import Running
 from tests.support import make_trades
-from wadm_client import error_details
+from wadm_client import Backoff, Candle, WadmClient, error_details
 from wadm_grpc.api.grpc import convert
+from wadm_grpc.bootstrap import App, bootstrap, start_grpc
+from wadm_grpc.bus.memory import InProcessTradeBus
+from wadm_grpc.config import Settings
 from wadm_grpc.domain.clock import ManualClock
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
+from wadm_grpc.ports import TradeStore
 from wadm_grpc.services.live_candles import MAX_RESUME_BUCKETS
 
 
@@ -185,3 +192,86 @@ async def test_a_token_older_than_the_resume_bound_is_out_of_range_with_error_in
     info = error_info(raised.value)
     assert info.reason == "RESUME_TOKEN_EXPIRED" and info.domain == "wadm.market.v1"
     assert info.metadata["available_from"] == "2024-08-09T00:02:00.000Z"
+
+
+async def test_the_client_iterator_survives_three_server_restarts_without_losing_or_repeating_a_final(
+    store: TradeStore, clock: ManualClock
+) -> None:
+    """A restart here is: the bus closes (live streams end UNAVAILABLE, as at shutdown), the gRPC server stops,
+    trades of two more minutes are stored while none listens, a new app (new bus, new feeds) serves the same
+    store on the same port. The candle clock is a ManualClock, so the servers run in this process."""
+    target = f"127.0.0.1:{free_port()}"
+    settings = Settings(page_token_key=b"test-key")
+    closers: list[Any] = []
+
+    async def start() -> App:
+        bus = InProcessTradeBus(buffer_trades=1000)
+        app = await bootstrap(settings, store=store, bus=bus, clock=clock)
+        closers.append(bus)
+        return app
+
+    async def store_minute(app: App, n: int, *, close: bool = True) -> None:
+        trades = trades_in(n, 4, seed=100 + n)
+        clock.set(trades[-1].time_us)
+        await app.ingest.store_trades(trades)
+        if close:
+            clock.set(minute(n + 1) + GRACE_US)
+
+    clock.set(minute(0))
+    app = await start()
+    server = await start_grpc(app, target)
+    finals_got: list[Candle] = []
+    reconnects: list[str] = []
+    try:
+        async with WadmClient.connect(target) as client:
+            candles = client.stream_candles(
+                "BTCUSDT",
+                "1m",
+                update_seconds=0.1,
+                backoff=Backoff(initial_seconds=0.05, max_seconds=0.2),
+                on_reconnect=lambda error, delay: reconnects.append(error.code.name),
+            )
+
+            async def until_final(n: int) -> None:
+                async with asyncio.timeout(30):
+                    while not finals_got or micros(finals_got[-1]) != minute(n):
+                        candle = await anext(candles)
+                        if candle.closed:
+                            finals_got.append(candle)
+
+            await store_minute(app, 0, close=False)
+            async with asyncio.timeout(30):
+                assert not (await anext(candles)).closed  # the stream is open: minute 0 in progress
+            clock.set(minute(1) + GRACE_US)
+            await until_final(0)
+            last = 0
+            for _ in range(3):
+                await closers[-1].close()  # the restart: streams end UNAVAILABLE, as at shutdown
+                await server.stop(0)
+                app = await start()
+                await store_minute(app, last + 1)  # while no server listens
+                await store_minute(app, last + 2)
+                server = await start_grpc(app, target)
+                await until_final(last + 2)
+                await store_minute(app, last + 3)  # live again
+                await until_final(last + 3)
+                last += 3
+            assert client.reconnects == 3
+            await candles.aclose()  # type: ignore[attr-defined]  # an async generator
+            stored = await client.get_candles("BTCUSDT", "1m", start=stamp(minute(0)), end=stamp(minute(last)))
+    finally:
+        await server.stop(0)
+        for bus in closers:
+            await bus.close()
+
+    assert [micros(c) for c in finals_got] == [minute(n) for n in range(10)]  # each once, in order
+    assert finals_got == list(stored.candles)  # digit for digit
+    assert reconnects == ["UNAVAILABLE"] * 3
+
+
+def micros(candle: Candle) -> int:
+    return round(candle.open_time.timestamp() * 1e6)
+
+
+def stamp(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1e6, UTC)
