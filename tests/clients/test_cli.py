@@ -129,11 +129,11 @@ def test_tail_prints_live_trades_as_json_lines(seeded: Seeded) -> None:
 
 
 def test_candles_live_prints_the_open_candle_as_json_lines(seeded: Seeded) -> None:
-    trades = fresh_trades("XRPUSDT", 2, first_id=60_000)
+    trades = fresh_trades("BTCUSDT", 2, first_id=60_000)  # bybit: the only ones of this minute
     with WadmSyncClient.connect(seeded.server.target) as publisher:
         publisher.publish_trades([trades])  # stored before the stream opens: its first message has them
     env = os.environ | {"WADM_TARGET": seeded.server.target}
-    command = [*WADM, "candles", "XRPUSDT", "1m", "--live", "--json"]
+    command = [*WADM, "candles", "BTCUSDT", "1m", "--live", "--exchange", "bybit", "--json"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as live:
         try:
             assert live.stdout is not None
