@@ -109,9 +109,11 @@ class CandleFeed:
         self._current: CandleUpdate | None = None
         self._finals: OrderedDict[int, Aggregate] = OrderedDict()
         self._dirty_open = True
-        # The open bucket and the closed buckets whose final is still to be (re)sent: set by start().
+        # The open bucket (set by start()), the closed buckets whose final is still to be (re)sent, and
+        # among them those whose first final is (not a late correction).
         self.open_bucket = 0
         self.closing: set[int] = set()
+        self.first_finals_due: set[int] = set()
         self.task: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
 
@@ -139,8 +141,9 @@ class CandleFeed:
     def published_before(self) -> int:
         """A bucket open time B such that every final of a bucket before B has been published already and
         none at or after B has (for the first time): a stream that joins now gets those from the feed, and
-        a resume fetches the older ones from the store (services/live_candles.py)."""
-        return min(self.closing | {self.open_bucket})
+        a resume fetches the older ones from the store (services/live_candles.py). Pending corrections of
+        older buckets do not count: they reach a joining stream anyway."""
+        return min(self.first_finals_due | {self.open_bucket})
 
     @property
     def ended(self) -> bool:
@@ -172,16 +175,19 @@ class CandleFeed:
             open_bucket = self.open_bucket
             if now_us - self._grace_us >= open_bucket + size:  # the open bucket (and any skipped) closed
                 new_open = timeframe.bucket_start(now_us - self._grace_us)
-                closing |= {open_bucket} | {bucket for bucket in ahead if bucket < new_open}
+                firsts = {open_bucket} | {bucket for bucket in ahead if bucket < new_open}
+                closing |= firsts
+                self.first_finals_due |= firsts
                 self._dirty_open = True  # the new bucket may hold trades already
                 ahead = {bucket for bucket in ahead if bucket > new_open}
-                # closing is updated before the open bucket moves (published_before() stays exact)
+                # the due finals are recorded before the open bucket moves (published_before() stays exact)
                 open_bucket = self.open_bucket = new_open
                 self._current = None
             failed = False
             for bucket in sorted(closing) if loop.time() >= retry_at else ():
                 if await self._send_final(bucket):
                     closing.discard(bucket)
+                    self.first_finals_due.discard(bucket)
                 else:  # the finals go out in bucket order: a later one waits for this one
                     failed = True
                     break
