@@ -10,6 +10,7 @@ concatenate, so the batch bytes stay shared and only the token's few bytes are p
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -90,6 +91,7 @@ def serialize_response(message: bytes | Message) -> bytes:
     return message.SerializeToString()
 
 
+@functools.lru_cache(maxsize=TOKEN_CACHE_ENTRIES)
 def candle_token_field(token: str) -> bytes:
     """StreamCandlesResponse.resume_token as wire bytes, appended to a candle message rendered once for
     every stream of its key (the token is per stream)."""
