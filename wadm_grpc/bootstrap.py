@@ -41,6 +41,7 @@ from wadm_grpc.metrics.scrape import Scrape, scraper
 from wadm_grpc.metrics.store import TimedTradeStore
 from wadm_grpc.ports import Clock, LiveTradeSource, TradeBus, TradeStore
 from wadm_grpc.redis_connection import redis_client
+from wadm_grpc.services.candle_resume import CandleResumeTokens
 from wadm_grpc.services.candles import CandleService
 from wadm_grpc.services.ingest import IngestService
 from wadm_grpc.services.live_candles import LiveCandleService
@@ -216,7 +217,13 @@ async def bootstrap(
         streams=StreamService(
             bus, clock, stall_seconds=settings.stream_stall_seconds, tokens=ResumeTokens(settings.page_token_key)
         ),
-        live_candles=LiveCandleService(reads, bus, clock, stall_seconds=settings.stream_stall_seconds),
+        live_candles=LiveCandleService(
+            reads,
+            bus,
+            clock,
+            stall_seconds=settings.stream_stall_seconds,
+            tokens=CandleResumeTokens(settings.page_token_key),
+        ),
         access=access,
         gate=gate,
         closers=closers,

@@ -19,6 +19,7 @@ import pytest
 
 from tests.clients.conftest import Seeded
 from tests.clients.test_client import fresh_trades, publish_once_streaming
+from wadm_client import WadmSyncClient
 
 WADM = [str(Path(sys.executable).parent / "wadm")]  # the console script the package installs
 
@@ -125,6 +126,24 @@ def test_tail_prints_live_trades_as_json_lines(seeded: Seeded) -> None:
         assert tail.wait(30) == 130
     assert [t["trade_id"] for t in got] == [t.trade_id for t in trades]
     assert got[0]["price"] == "150.125" and got[0]["side"] == "buy"
+
+
+def test_candles_live_prints_the_open_candle_as_json_lines(seeded: Seeded) -> None:
+    trades = fresh_trades("BTCUSDT", 2, first_id=60_000)  # bybit: the only ones of this minute
+    with WadmSyncClient.connect(seeded.server.target) as publisher:
+        publisher.publish_trades([trades])  # stored before the stream opens: its first message has them
+    env = os.environ | {"WADM_TARGET": seeded.server.target}
+    command = [*WADM, "candles", "BTCUSDT", "1m", "--live", "--exchange", "bybit", "--json"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as live:
+        try:
+            assert live.stdout is not None
+            first = json.loads(live.stdout.readline())
+        finally:
+            live.send_signal(signal.SIGINT)
+        assert live.wait(30) == 130
+    minute_us = trades[0].time.seconds * 1_000_000 // 60_000_000 * 60_000_000
+    assert first["trade_count"] == 2 and first["open"] == "150.125" and first["volume"] == "1.0"
+    assert first["open_time"].startswith(time.strftime("%Y-%m-%dT%H:%M", time.gmtime(minute_us / 1e6)))
 
 
 def read_pty(fd: int, until: bytes, *, seconds: float = 60) -> bytes:

@@ -14,6 +14,7 @@ import pytest
 from tests.clients.conftest import Driver, Seeded
 from wadm_client import (
     Backoff,
+    Candle,
     Candles,
     InvalidArgumentError,
     MarketStats,
@@ -170,6 +171,22 @@ def test_stream_trades_yields_typed_live_trades(client: Driver, seeded: Seeded) 
     assert [t.trade_id for t in got] == [t.trade_id for t in trades]
     assert got[0] == Trade("bybit", "SOLUSDT", got[0].trade_id, Decimal("150.125"), Decimal("0.5"),
                            Decimal("75.0625"), "buy", got[0].time)  # fmt: skip
+
+
+def test_stream_candles_yields_typed_exact_live_candles(client: Driver, seeded: Seeded) -> None:
+    trades = fresh_trades("SOLUSDT", 2, first_id=70_000 + (client.kind == "sync") * 1000)
+    for trade in trades:
+        trade.exchange = "okx"  # no other test's trades: the candle is these two (and the other kind's)
+    with WadmSyncClient.connect(seeded.server.target) as publisher:
+        publisher.publish_trades([trades])  # stored before the stream opens: its first message has them
+
+    (first,) = client.take(lambda c: c.stream_candles("SOLUSDT", "1m", exchanges=["okx"], update_seconds=0.1), 1)
+
+    assert isinstance(first, Candle) and first.closed is False
+    assert first.trade_count in (2, 4)  # the other client kind may have published in the same minute
+    assert first.open == first.high == first.low == first.close == Decimal("150.125")
+    assert first.volume == Decimal("0.5") * first.trade_count
+    assert first.open_time.tzinfo is UTC and first.open_time.second == 0
 
 
 def test_stream_trades_reconnects_when_the_server_restarts_and_says_when_it_cannot_resume(

@@ -109,6 +109,11 @@ class CandleFeed:
         self._current: CandleUpdate | None = None
         self._finals: OrderedDict[int, Aggregate] = OrderedDict()
         self._dirty_open = True
+        # The open bucket (set by start()), the closed buckets whose final is still to be (re)sent, and
+        # among them those whose first final is (not a late correction).
+        self.open_bucket = 0
+        self.closing: set[int] = set()
+        self.first_finals_due: set[int] = set()
         self.task: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
 
@@ -125,12 +130,20 @@ class CandleFeed:
     def start(self) -> None:
         """Subscribe to the bus at once (no trade ingested from now on is missed), then compute in a task."""
         self._subscription = self._bus.subscribe(frozenset({self.symbol}), frozenset(self.exchanges))
+        self.open_bucket = self.timeframe.bucket_start(self._clock.now_us() - self._grace_us)
         self.task = asyncio.create_task(self._run(), name=f"candle-feed {self.symbol} {self.timeframe.label}")
 
     def stop(self) -> None:
         """Stop computing (the last listener left)."""
         if self.task is not None:
             self.task.cancel()
+
+    def published_before(self) -> int:
+        """A bucket open time B such that every final of a bucket before B has been published already and
+        none at or after B has (for the first time): a stream that joins now gets those from the feed, and
+        a resume fetches the older ones from the store (services/live_candles.py). Pending corrections of
+        older buckets do not count: they reach a joining stream anyway."""
+        return min(self.first_finals_due | {self.open_bucket})
 
     @property
     def ended(self) -> bool:
@@ -153,24 +166,31 @@ class CandleFeed:
     async def _loop(self) -> None:
         timeframe, size = self.timeframe, self.timeframe.micros
         loop = asyncio.get_running_loop()
-        first_open = open_bucket = timeframe.bucket_start(self._clock.now_us() - self._grace_us)
-        closing: set[int] = set()  # closed buckets whose final is to be (re)sent
+        first_open = self.open_bucket
+        closing = self.closing  # closed buckets whose final is to be (re)sent
         ahead: set[int] = set()  # buckets after the open one that already have trades
         next_refresh = retry_at = 0.0
         while True:
             now_us = self._clock.now_us()
+            open_bucket = self.open_bucket
             if now_us - self._grace_us >= open_bucket + size:  # the open bucket (and any skipped) closed
                 new_open = timeframe.bucket_start(now_us - self._grace_us)
-                closing |= {open_bucket} | {bucket for bucket in ahead if bucket < new_open}
+                firsts = {open_bucket} | {bucket for bucket in ahead if bucket < new_open}
+                closing |= firsts
+                self.first_finals_due |= firsts
                 self._dirty_open = True  # the new bucket may hold trades already
                 ahead = {bucket for bucket in ahead if bucket > new_open}
-                open_bucket, self._current = new_open, None
+                # the due finals are recorded before the open bucket moves (published_before() stays exact)
+                open_bucket = self.open_bucket = new_open
+                self._current = None
             failed = False
             for bucket in sorted(closing) if loop.time() >= retry_at else ():
                 if await self._send_final(bucket):
                     closing.discard(bucket)
-                else:
+                    self.first_finals_due.discard(bucket)
+                else:  # the finals go out in bucket order: a later one waits for this one
                     failed = True
+                    break
             if self._dirty_open and loop.time() >= max(next_refresh, retry_at):
                 self._dirty_open = not await self._send_open(open_bucket)
                 failed = failed or self._dirty_open

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any
 
@@ -11,10 +10,10 @@ import grpc
 from wadm_client import requests
 from wadm_client.channels import AsyncConnection
 from wadm_client.errors import from_rpc_error
-from wadm_client.models import Candles, MarketStats, Orderbook, PublishResult, SymbolInfo, Trade, multi_stats
+from wadm_client.models import Candle, Candles, MarketStats, Orderbook, PublishResult, SymbolInfo, Trade, multi_stats
 from wadm_client.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_client.pb.wadm.market.v1 import trade_pb2
-from wadm_client.reconnect import Backoff, OnReconnect, delay_before_reconnect
+from wadm_client.reconnect import Backoff, OnReconnect, resuming_async
 from wadm_client.requests import Time
 
 Batch = Sequence[Trade | trade_pb2.Trade]
@@ -126,26 +125,67 @@ class WadmClient(AsyncConnection):
         (`available_from` says from when it has them): backfill with `list_trades`, then stream again. Pass
         `resume_token` to start after a message of an earlier stream.
         """
-        backoff = backoff or Backoff()
-        while True:
-            request = requests.stream(
-                symbols, exchanges=exchanges, heartbeat_seconds=heartbeat_seconds, resume=resume_token
+
+        def open_call(token: str | None) -> Any:
+            request = requests.stream(symbols, exchanges=exchanges, heartbeat_seconds=heartbeat_seconds, resume=token)
+            return self.market.StreamTrades(request, metadata=self.options.metadata())
+
+        resumed = resuming_async(
+            open_call,
+            self,
+            resume_token=resume_token,
+            reconnect=reconnect,
+            backoff=backoff,
+            on_reconnect=on_reconnect,
+        )
+        async for event in resumed:
+            for trade in event.trades.trades:
+                yield Trade.from_pb(trade)
+
+    async def stream_candles(
+        self,
+        symbol: str,
+        timeframe: str | int,
+        *,
+        exchanges: Sequence[str] = (),
+        update_seconds: float | None = None,
+        heartbeat_seconds: float | None = None,
+        reconnect: bool = True,
+        backoff: Backoff | None = None,
+        on_reconnect: OnReconnect | None = None,
+        resume_token: str | None = None,
+    ) -> AsyncIterator[Candle]:
+        """Live candles of one symbol: the in-progress candle as it changes (`closed` False, at most every
+        `update_seconds`, server default 1 s), then one final (`closed` True) per bucket, and a corrected final
+        again if a late trade changes a closed bucket.
+
+        Reconnects and resumes as `stream_trades` does: the finals of the buckets that closed while it was away come
+        first, once each, so no final is lost or repeated. Past the server's resume bound ResumeExpiredError is
+        raised: backfill with `get_candles`, then stream again.
+        """
+
+        def open_call(token: str | None) -> Any:
+            request = requests.live_candles(
+                symbol,
+                timeframe,
+                exchanges=exchanges,
+                update_seconds=update_seconds,
+                heartbeat_seconds=heartbeat_seconds,
+                resume=token,
             )
-            call = self.market.StreamTrades(request, metadata=self.options.metadata())
-            try:
-                async for event in call:
-                    backoff.reset()
-                    for trade in event.trades.trades:
-                        yield Trade.from_pb(trade)
-                    resume_token = event.resume_token or resume_token  # after its trades: they were handed on
-                return
-            except grpc.RpcError as error:
-                await asyncio.sleep(
-                    delay_before_reconnect(error, backoff, reconnect=reconnect, on_reconnect=on_reconnect)
-                )
-                self.reconnects += 1
-            finally:
-                call.cancel()
+            return self.market.StreamCandles(request, metadata=self.options.metadata())
+
+        resumed = resuming_async(
+            open_call,
+            self,
+            resume_token=resume_token,
+            reconnect=reconnect,
+            backoff=backoff,
+            on_reconnect=on_reconnect,
+        )
+        async for event in resumed:
+            if event.WhichOneof("event") == "candle":
+                yield Candle.from_pb(event.candle)
 
     async def publish_trades(self, batches: Iterable[Batch] | AsyncIterable[Batch]) -> PublishResult:
         """Send batches of trades (1-10,000 each) over one PublishTrades stream; idempotent on trade ids."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import grpc
 
@@ -59,3 +62,67 @@ def delay_before_reconnect(
     if on_reconnect is not None:
         on_reconnect(failure, delay)
     return delay
+
+
+class Counts(Protocol):
+    """What counts reconnects (the client: `client.reconnects`)."""
+
+    reconnects: int
+
+
+def _token(event: Any, previous: str | None) -> str | None:
+    return str(event.resume_token) or previous
+
+
+async def resuming_async(
+    open_call: Callable[[str | None], Any],
+    counts: Counts,
+    *,
+    resume_token: str | None,
+    reconnect: bool,
+    backoff: Backoff | None,
+    on_reconnect: OnReconnect | None,
+) -> AsyncIterator[Any]:
+    """The messages of a live stream opened by `open_call(resume_token)` (a grpc.aio server-streaming call whose
+    messages carry `resume_token`), reopened with the last message's token after UNAVAILABLE or
+    RESOURCE_EXHAUSTED (see `delay_before_reconnect`): one endless iterator, shared by every resumable stream."""
+    backoff = backoff or Backoff()
+    while True:
+        call = open_call(resume_token)
+        try:
+            async for event in call:
+                backoff.reset()
+                yield event
+                resume_token = _token(event, resume_token)  # after the caller handed the message on
+            return
+        except grpc.RpcError as error:
+            await asyncio.sleep(delay_before_reconnect(error, backoff, reconnect=reconnect, on_reconnect=on_reconnect))
+            counts.reconnects += 1
+        finally:
+            call.cancel()
+
+
+def resuming(
+    open_call: Callable[[str | None], Any],
+    counts: Counts,
+    *,
+    resume_token: str | None,
+    reconnect: bool,
+    backoff: Backoff | None,
+    on_reconnect: OnReconnect | None,
+) -> Iterator[Any]:
+    """`resuming_async` for the synchronous client (a grpc server-streaming call)."""
+    backoff = backoff or Backoff()
+    while True:
+        call = open_call(resume_token)
+        try:
+            for event in call:
+                backoff.reset()
+                yield event
+                resume_token = _token(event, resume_token)
+            return
+        except grpc.RpcError as error:
+            time.sleep(delay_before_reconnect(error, backoff, reconnect=reconnect, on_reconnect=on_reconnect))
+            counts.reconnects += 1
+        finally:
+            call.cancel()

@@ -157,3 +157,23 @@ def stream(
     if heartbeat_seconds is not None:
         request.heartbeat_interval.CopyFrom(duration(heartbeat_seconds))
     return request
+
+
+def live_candles(
+    symbol: str,
+    timeframe_value: str | int,
+    *,
+    exchanges: Sequence[str],
+    update_seconds: float | None,
+    heartbeat_seconds: float | None,
+    resume: str | None = None,
+) -> md.StreamCandlesRequest:
+    """A StreamCandles request; `resume` (the last message's resume token) sends the finals missed since first."""
+    request = md.StreamCandlesRequest(
+        symbol=symbol, timeframe=timeframe(timeframe_value), exchanges=exchanges, resume_token=resume or ""
+    )
+    if update_seconds is not None:
+        request.update_interval.CopyFrom(duration(update_seconds))
+    if heartbeat_seconds is not None:
+        request.heartbeat_interval.CopyFrom(duration(heartbeat_seconds))
+    return request

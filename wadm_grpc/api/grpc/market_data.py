@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from wadm_grpc.api.grpc import convert
 from wadm_grpc.api.grpc.errors import Context, end_call, status_of, unary
-from wadm_grpc.api.grpc.stream_wire import TradeBatchEncoder
+from wadm_grpc.api.grpc.stream_wire import TradeBatchEncoder, candle_token_field
 from wadm_grpc.domain.aggregate import Candle
 from wadm_grpc.domain.decimals import to_wire
 from wadm_grpc.domain.errors import InvalidArgumentError, Violations
@@ -245,10 +245,15 @@ class MarketDataServicer:
             if isinstance(event, Heartbeat):
                 beat = md.Heartbeat(server_time=convert.timestamp(event.server_time_us))
                 await context.write(
-                    md.StreamCandlesResponse(heartbeat=beat, symbol=checked.symbol, timeframe=request.timeframe)
+                    md.StreamCandlesResponse(
+                        heartbeat=beat,
+                        symbol=checked.symbol,
+                        timeframe=request.timeframe,
+                        resume_token=event.resume_token,
+                    )
                 )
-            else:
-                await context.write(event.rendered(render))  # pre-encoded bytes, shared by the key's streams
+            else:  # pre-encoded bytes shared by the key's streams, then this stream's token field
+                await context.write(event.update.rendered(render) + candle_token_field(event.resume_token))
 
         try:
             problems = Violations()
@@ -259,6 +264,7 @@ class MarketDataServicer:
                 _seconds(request, "update_interval"),
                 _seconds(request, "heartbeat_interval"),
                 problems,
+                request.resume_token,
             )
             await self._live_candles.stream_candles(checked, write, opened=lambda: context.send_initial_metadata(()))
         except Exception as error:  # CancelledError (the client left) is not caught: it must propagate

@@ -10,6 +10,7 @@ concatenate, so the batch bytes stay shared and only the token's few bytes are p
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -22,6 +23,7 @@ _FIELD_1_LENGTH_DELIMITED = b"\x0a"
 _FIELD_2_LENGTH_DELIMITED = b"\x12"
 _STREAM_TOKEN_TAG = b"\x1a"  # StreamTradesResponse.resume_token = 3
 _SUBSCRIBE_TOKEN_TAG = b"2"  # SubscribeTradesResponse.resume_token = 6 (0x32)
+_CANDLE_TOKEN_TAG = b"*"  # StreamCandlesResponse.resume_token = 5 (0x2a)
 # Enough for every trade of a second or two of heavy ingest; older ones are re-encoded if ever needed.
 DEFAULT_CACHE_TRADES = 65_536
 TOKEN_CACHE_ENTRIES = 4_096
@@ -87,3 +89,13 @@ def serialize_response(message: bytes | Message) -> bytes:
     if isinstance(message, bytes):
         return message
     return message.SerializeToString()
+
+
+@functools.lru_cache(maxsize=TOKEN_CACHE_ENTRIES)
+def candle_token_field(token: str) -> bytes:
+    """StreamCandlesResponse.resume_token as wire bytes, appended to a candle message rendered once for
+    every stream of its key (the token is per stream)."""
+    if not token:
+        return b""
+    data = token.encode()
+    return _CANDLE_TOKEN_TAG + _varint(len(data)) + data

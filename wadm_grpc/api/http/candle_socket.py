@@ -5,6 +5,8 @@ computes and conflates); its candles become `{"type": "candle", "symbol", "timef
 on the socket, beside the trades. Every change is acknowledged with the whole candle set
 (`{"type": "subscribed", "candles": [...]}`); a subscription the server refuses or ends is an error
 frame and leaves the set. The candle streams' heartbeats are not forwarded (the socket has its own).
+Each candle frame carries its stream's `resume_token`; an entry's `"resume_token"` resumes that stream
+(docs/streams.md, "Resume").
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 METHOD = "/wadm.market.v1.MarketDataService/StreamCandles"
 # At most this many candle streams per socket.
 MAX_CANDLE_STREAMS = 20
-_ENTRY_FIELDS = {"symbol", "timeframe", "exchanges", "update_interval"}
+_ENTRY_FIELDS = {"symbol", "timeframe", "exchanges", "update_interval", "resume_token"}
 
 CandleKey = tuple[str, str, tuple[str, ...]]  # symbol as sent (upper case), timeframe label, exchanges
 Send = Callable[[str], Awaitable[None]]
@@ -38,12 +40,16 @@ def _text(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
-def candle_entries(value: object, problems: Violations) -> list[tuple[CandleKey, float | None]]:
-    """The (key, update interval in seconds) of each `candles` entry; what is wrong goes into `problems`."""
+Entry = tuple[CandleKey, float | None, str]  # key, update interval in seconds, resume token
+
+
+def candle_entries(value: object, problems: Violations) -> list[Entry]:
+    """The (key, update interval in seconds, resume token) of each `candles` entry; what is wrong goes
+    into `problems`."""
     if not isinstance(value, list) or not value:
         problems.add("candles", 'must be a non-empty list of {"symbol": ..., "timeframe": "1m"}')
         return []
-    entries: list[tuple[CandleKey, float | None]] = []
+    entries: list[Entry] = []
     for index, entry in enumerate(value[: MAX_CANDLE_STREAMS + 1]):
         where = f"candles[{index}]"
         if not isinstance(entry, dict) or set(entry) - _ENTRY_FIELDS:
@@ -51,6 +57,11 @@ def candle_entries(value: object, problems: Violations) -> list[tuple[CandleKey,
             continue
         symbol, label, exchanges = entry.get("symbol"), entry.get("timeframe"), entry.get("exchanges", [])
         update = entry.get("update_interval")
+        token = entry.get("resume_token", "")
+        if not isinstance(token, str):
+            problems.add(
+                f"{where}.resume_token", "must be a string (the resume_token of a candle frame received before)"
+            )
         if not isinstance(symbol, str):
             problems.add(f"{where}.symbol", "must be a string")
         labels = [timeframe.label for timeframe in Timeframe]
@@ -62,7 +73,8 @@ def candle_entries(value: object, problems: Violations) -> list[tuple[CandleKey,
             problems.add(f"{where}.update_interval", "must be seconds (0.1 to 60)")
         if isinstance(symbol, str) and isinstance(label, str) and isinstance(exchanges, list):
             seconds = float(update) if isinstance(update, int | float) else None
-            entries.append(((symbol.strip().upper(), label, tuple(sorted(exchanges))), seconds))
+            key = (symbol.strip().upper(), label, tuple(sorted(exchanges)))
+            entries.append((key, seconds, token if isinstance(token, str) else ""))
     return entries
 
 
@@ -91,23 +103,26 @@ class CandleSubscriptions:
             raise InvalidArgumentError.of("op", "candles go with op subscribe or unsubscribe")
         problems = Violations()
         entries = candle_entries(value, problems)
-        wanted = {key for key, _ in entries} - set(self._streams)
+        wanted = {key for key, _, _ in entries} - set(self._streams)
         if op == "subscribe" and len(self._streams) + len(wanted) > MAX_CANDLE_STREAMS:
             problems.add("candles", f"at most {MAX_CANDLE_STREAMS} candle streams per socket")
         problems.raise_if_any()
-        for key, update in entries:
+        for key, update, token in entries:
             if op == "unsubscribe":
                 task = self._streams.pop(key, None)
                 if task is not None:
                     task.cancel()
             elif key not in self._streams:
-                self._streams[key] = asyncio.ensure_future(self._stream(key, update))
+                self._streams[key] = asyncio.ensure_future(self._stream(key, update, token))
         await self._send(_text({"type": "subscribed", "candles": self.keys()}))
 
-    async def _stream(self, key: CandleKey, update: float | None) -> None:
+    async def _stream(self, key: CandleKey, update: float | None, token: str) -> None:
         symbol, label, exchanges = key
         request = md.StreamCandlesRequest(
-            symbol=symbol, timeframe=TIMEFRAME_VALUES[Timeframe.from_label(label)], exchanges=exchanges
+            symbol=symbol,
+            timeframe=TIMEFRAME_VALUES[Timeframe.from_label(label)],
+            exchanges=exchanges,
+            resume_token=token,
         )
         if update is not None:
             request.update_interval.FromNanoseconds(int(update * 1e9))
@@ -116,8 +131,9 @@ class CandleSubscriptions:
 
         def render(payload: bytes) -> str:
             message = md.StreamCandlesResponse.FromString(payload)
-            frame = {"type": "candle", "symbol": message.symbol, "timeframe": label, "candle": as_dict(message.candle)}
-            return _text(frame)
+            candle = as_dict(message.candle)
+            frame = {"type": "candle", "symbol": message.symbol, "timeframe": label, "candle": candle}
+            return _text({**frame, "resume_token": message.resume_token})
 
         try:
             async for payload in call:

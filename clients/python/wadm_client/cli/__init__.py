@@ -94,6 +94,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--fill-gaps", action="store_true")
     c.add_argument("--watch", action="store_true", help="redraw the newest candles in place (polls GetCandles)")
     c.add_argument("--interval", type=float, default=1.0, help="seconds between polls of --watch")
+    c.add_argument(
+        "--live", action="store_true", help="stream: each change of the open candle, then its final (reconnects)"
+    )
     s = command("stats", "rolling stats of 1-20 symbols")
     s.add_argument("symbols", nargs="+")
     s.add_argument("--window", default="24h", help="1h 4h 24h 7d")

@@ -51,6 +51,9 @@ def moment(value: str) -> datetime:
 
 
 def candles(client: WadmSyncClient, args: argparse.Namespace, out: Output) -> None:
+    if args.live:
+        live_candles(client, args, out)
+        return
     if args.watch:
         watch(client, args, out)
         return
@@ -60,7 +63,7 @@ def candles(client: WadmSyncClient, args: argparse.Namespace, out: Output) -> No
 
 
 def watch(client: WadmSyncClient, args: argparse.Namespace, out: Output) -> None:
-    """The newest candles, redrawn in place: GetCandles every `--interval` seconds (StreamCandles does not exist yet).
+    """The newest candles, redrawn in place: GetCandles every `--interval` seconds (`--live` streams instead).
     With --json/--csv: a line each time the newest candle changes."""
     limit = args.limit or 5
 
@@ -84,6 +87,36 @@ def watch(client: WadmSyncClient, args: argparse.Namespace, out: Output) -> None
         while True:
             time.sleep(args.interval)
             live.update(view(fetch()), refresh=True)  # type: ignore[arg-type]
+
+
+def live_candles(client: WadmSyncClient, args: argparse.Namespace, out: Output) -> None:
+    """`candles --live`: a row per StreamCandles message (the open candle as it changes, then its final,
+    `closed` true); reconnects and resumes by itself, as `tail` does."""
+    while True:
+        try:
+            stream = client.stream_candles(args.symbol, args.timeframe, exchanges=args.exchange, on_reconnect=_said)
+            for candle in stream:
+                out.row(candle.as_dict(), CANDLE_COLUMNS)
+            return
+        except InvalidArgumentError as error:  # ResumeExpiredError too
+            _cannot_resume(error, "candles")
+
+
+def _said(error: WadmError, delay: float) -> None:
+    print(f"wadm: {one_line(error)}; reconnecting in {delay:.1f} s", file=sys.stderr, flush=True)
+
+
+def _cannot_resume(error: InvalidArgumentError, what: str) -> None:
+    """Say that a stream cannot resume (and go on from now), or raise `error` if it is about something else."""
+    if not isinstance(error, ResumeExpiredError) and "resume_token" not in error.field_violations:
+        raise error
+    since = f" (the server has {what} from {error.available_from})" if isinstance(error, ResumeExpiredError) else ""
+    print(
+        f"wadm: cannot resume: {one_line(error)}; {what} after the last one shown may be missing{since};"
+        " going on from now",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def stats(client: WadmSyncClient, args: argparse.Namespace, out: Output) -> None:
@@ -117,27 +150,13 @@ def symbols(client: WadmSyncClient, args: argparse.Namespace, out: Output) -> No
 def tail(client: WadmSyncClient, args: argparse.Namespace, out: Output) -> None:
     """The live tape; reconnects and resumes by itself (saying so on stderr). When the server cannot resume (it
     restarted without Redis, or the outage outlasted its retention) it says so and goes on from now."""
-
-    def reconnecting(error: WadmError, delay: float) -> None:
-        print(f"wadm: {one_line(error)}; reconnecting in {delay:.1f} s", file=sys.stderr, flush=True)
-
     while True:
         try:
-            for trade in client.stream_trades(args.symbols, exchanges=args.exchange, on_reconnect=reconnecting):
+            for trade in client.stream_trades(args.symbols, exchanges=args.exchange, on_reconnect=_said):
                 out.row(trade.as_dict(), TRADE_COLUMNS, TAPE_WIDTHS)
             return
         except InvalidArgumentError as error:  # ResumeExpiredError too
-            if not isinstance(error, ResumeExpiredError) and "resume_token" not in error.field_violations:
-                raise
-            since = (
-                f" (the server has trades from {error.available_from})" if isinstance(error, ResumeExpiredError) else ""
-            )
-            print(
-                f"wadm: cannot resume: {one_line(error)}; trades after the last one shown may be missing{since};"
-                " going on from now",
-                file=sys.stderr,
-                flush=True,
-            )
+            _cannot_resume(error, "trades")
 
 
 def one_line(error: BaseException) -> str:

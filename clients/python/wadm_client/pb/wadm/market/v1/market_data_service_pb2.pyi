@@ -1234,10 +1234,16 @@ class StreamCandlesRequest(_message.Message):
     EXCHANGES_FIELD_NUMBER: _builtins.int
     UPDATE_INTERVAL_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     """Symbol, e.g. "BTCUSDT". Required."""
     timeframe: Global___Timeframe.ValueType
     """Candle interval, as in GetCandles. Required."""
+    resume_token: _builtins.str
+    """Resume after the message that carried this token (any StreamCandlesResponse.resume_token, heartbeats
+    too): the finals of the buckets that closed since are sent first (from the store), then the
+    in-progress candle, then live. Must come from a stream of the same symbol, exchanges and timeframe.
+    """
     @_builtins.property
     def exchanges(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Exchanges to aggregate over; empty means all."""
@@ -1260,10 +1266,11 @@ class StreamCandlesRequest(_message.Message):
         exchanges: _abc.Iterable[_builtins.str] | None = ...,
         update_interval: _duration_pb2.Duration | None = ...,
         heartbeat_interval: _duration_pb2.Duration | None = ...,
+        resume_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "update_interval", b"update_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exchanges", b"exchanges", "heartbeat_interval", b"heartbeat_interval", "symbol", b"symbol", "timeframe", b"timeframe", "update_interval", b"update_interval"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exchanges", b"exchanges", "heartbeat_interval", b"heartbeat_interval", "resume_token", b"resume_token", "symbol", b"symbol", "timeframe", b"timeframe", "update_interval", b"update_interval"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1279,10 +1286,13 @@ class StreamCandlesResponse(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     SYMBOL_FIELD_NUMBER: _builtins.int
     TIMEFRAME_FIELD_NUMBER: _builtins.int
+    RESUME_TOKEN_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     """The symbol, normalised."""
     timeframe: Global___Timeframe.ValueType
     """The interval."""
+    resume_token: _builtins.str
+    """Opaque: "every final candle up to here was delivered"; pass it as StreamCandlesRequest.resume_token."""
     @_builtins.property
     def candle(self) -> Global___Candle:
         """The bucket's candle: in progress (`closed: false`) or final (`closed: true`)."""
@@ -1298,10 +1308,11 @@ class StreamCandlesResponse(_message.Message):
         heartbeat: Global___Heartbeat | None = ...,
         symbol: _builtins.str = ...,
         timeframe: Global___Timeframe.ValueType = ...,
+        resume_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["candle", b"candle", "event", b"event", "heartbeat", b"heartbeat"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candle", b"candle", "event", b"event", "heartbeat", b"heartbeat", "symbol", b"symbol", "timeframe", b"timeframe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candle", b"candle", "event", b"event", "heartbeat", b"heartbeat", "resume_token", b"resume_token", "symbol", b"symbol", "timeframe", b"timeframe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["candle", "heartbeat"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
