@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -296,10 +297,52 @@ async def test_sparse_history_is_read_in_one_window(tmp_path: Path) -> None:
     try:
         await store.insert_trades(make_trades(seed=32, count=700, start_us=T0, spacing_us=3 * HOUR_US + 7))
         await store.candles(query(Timeframe.M1, limit=5))  # prepares the statement
-        await store.insert_trades(make_trades(seed=33, count=1, start_us=T0 - DAY_US, spacing_us=1))  # voids bounds
+        await store.insert_trades(make_trades(seed=33, count=1, start_us=T0 - DAY_US, spacing_us=1))  # widens bounds
         statements = store.round_trips
         got = await store.candles(query(Timeframe.M1, limit=500))
         assert len(got) == 500
-        assert store.round_trips - statements == 2  # the bounds and ONE window
+        assert store.round_trips - statements == 1  # ONE window (the bounds were widened by the write, not voided)
+    finally:
+        await store.close()
+
+
+async def test_ingest_widens_the_remembered_bounds_and_reads_stay_exact(tmp_path: Path) -> None:
+    # Issue 12: reads during ingest. An ingest widens the remembered bounds of the markets it reached (a read
+    # after it needs no bounds statement) and the candles still include every committed trade; a write that
+    # does not say what it added (a rollup rebuild) voids them.
+    store = DuckDBTradeStore(tmp_path / "t.duckdb", read_threads=1)  # one reader: one cursor, prepared once
+    trades = make_trades(seed=34, count=60, start_us=T0, spacing_us=61_000_000, exchanges=("a", "b"))
+    later = make_trades(
+        seed=35,
+        count=40,
+        start_us=T0 + 70 * MINUTE_US,
+        spacing_us=59_000_000,
+        symbols=("BTCUSDT", "ETHUSDT"),
+        exchanges=("b", "c"),
+    )
+    earlier = make_trades(seed=36, count=5, start_us=T0 - DAY_US, spacing_us=7_000_000, exchanges=("c",))
+    batches = [
+        [replace(t, trade_id=f"{name}-{t.trade_id}") for t in batch] for name, batch in (("l", later), ("e", earlier))
+    ]
+    views: tuple[tuple[str, ...], ...] = ((), ("a",), ("c",))
+    try:
+        await store.insert_trades(trades)
+        for exchanges in views:  # bounds remembered (("c",): a market without trades yet), statements prepared
+            await store.candles(query(Timeframe.M1, exchanges=exchanges))
+        stored = list(trades)
+        for batch in batches:
+            await store.insert_trades(batch)
+            stored += batch
+            for exchanges in views:
+                statements = store.round_trips
+                got = await store.candles(query(Timeframe.M1, exchanges=exchanges))
+                assert store.round_trips - statements == 1  # no bounds statement after the ingest
+                expected = [t for t in stored if t.symbol == "BTCUSDT" and (not exchanges or t.exchange in exchanges)]
+                assert as_exact(got) == as_exact(list(buckets(expected, Timeframe.M1.bucket_start).items()))  # type: ignore[arg-type]
+
+        await store.rebuild_rollups()
+        statements = store.round_trips
+        await store.candles(query(Timeframe.M1))
+        assert store.round_trips - statements == 2  # voided: the bounds are read again
     finally:
         await store.close()

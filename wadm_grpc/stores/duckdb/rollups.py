@@ -15,6 +15,7 @@ REPLACE. No Python runs per trade; the cost follows the batch, not the history.
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from wadm_grpc.domain.timeframe import Rollup
 from wadm_grpc.stores.duckdb import sql
@@ -26,7 +27,10 @@ SLICE_TRADES = 10_000
 _COARSER = (*((tier.label, tier.micros) for tier in Rollup if tier is not Rollup.M1), (sql.MARKET_TIER, 0))
 # The value columns of a bucket row (BUCKET_COLUMNS after its keys: symbol, exchange, bucket).
 _VALUES = sql.BUCKET_COLUMNS.split(", ", 3)[3]
-_ORDER = "(time_us, length(trade_id), trade_id)"  # within one market: numeric ids numerically
+# Open/close pick the first/last trade by (time, id length, id): within one market, numeric ids
+# numerically. The slice comes sorted by that key (Arrow, outside the statement), so its row number
+# `ordinal` is the key: arg_min/arg_max over one BIGINT instead of a (time, length, id) struct.
+_ORDER = "ordinal"
 
 
 def _limbs(name: str) -> str:
@@ -79,6 +83,16 @@ FROM (
 GROUP BY tier, symbol, exchange, bucket"""
 
 
+def ordered(trades: pa.Table) -> pa.Table:
+    """`trades` sorted by (time, id length, id), with their position in that order as `ordinal`
+    (DuckDB and Arrow both compare text by its UTF-8 bytes, so the order is the same as in SQL)."""
+    keyed = trades.append_column("id_length", pc.utf8_length(trades.column("trade_id")))
+    order = pc.sort_indices(
+        keyed, sort_keys=[("time_us", "ascending"), ("id_length", "ascending"), ("trade_id", "ascending")]
+    )
+    return trades.take(order).append_column("ordinal", pa.array(range(trades.num_rows), pa.int64()))
+
+
 class RollupMerger:
     """Merges new trades into the rollups on one cursor (the writer's), with the statement prepared
     once: planning it costs more than running it on a batch."""
@@ -92,7 +106,7 @@ class RollupMerger:
         """Merge freshly inserted trades (rows of the trades table) into every tier, inside the ingest
         transaction: one statement per SLICE_TRADES trades."""
         for start in range(0, new.num_rows, SLICE_TRADES):
-            cursor.register("new_trades", new.slice(start, SLICE_TRADES))
+            cursor.register("new_trades", ordered(new.slice(start, SLICE_TRADES)))
             if not self._prepared:  # binding needs the view above: prepared on first use
                 cursor.execute(f"PREPARE {self._NAME} AS {merge_statement('new_trades')}")
                 self._prepared = True
