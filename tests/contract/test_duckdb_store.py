@@ -224,6 +224,20 @@ async def test_sums_past_what_decimal_can_add_stay_exact_in_every_tier_and_read(
         await store.close()
 
 
+async def test_one_ingest_past_what_decimal_can_add_in_one_bucket_stays_exact(tmp_path: Path) -> None:
+    # Issue 12: one merge statement per transaction, however large: 10,500 BIG trades of one market in one
+    # minute, in ONE call, are summed as DECIMAL in runs of at most SLICE_TRADES, then added as limbs.
+    trades = trades_at_the_bounds(seed=37)
+    other = make_trades(seed=38, count=30, start_us=MINUTE, spacing_us=1_999_999)
+    store = DuckDBTradeStore(tmp_path / "t.duckdb")
+    try:
+        assert await store.insert_trades(trades) == trades
+        await store.insert_trades(other)
+        await assert_every_read_is_exact(store, trades, other)
+    finally:
+        await store.close()
+
+
 # Version 2's tables, as that version created them (sums as DECIMAL(38, 18)).
 V2_DDL = (
     """CREATE TABLE trades (
