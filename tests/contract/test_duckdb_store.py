@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -223,6 +224,20 @@ async def test_sums_past_what_decimal_can_add_stay_exact_in_every_tier_and_read(
         await store.close()
 
 
+async def test_one_ingest_past_what_decimal_can_add_in_one_bucket_stays_exact(tmp_path: Path) -> None:
+    # Issue 12: one merge statement per transaction, however large: 10,500 BIG trades of one market in one
+    # minute, in ONE call, are summed as DECIMAL in runs of at most SLICE_TRADES, then added as limbs.
+    trades = trades_at_the_bounds(seed=37)
+    other = make_trades(seed=38, count=30, start_us=MINUTE, spacing_us=1_999_999)
+    store = DuckDBTradeStore(tmp_path / "t.duckdb")
+    try:
+        assert await store.insert_trades(trades) == trades
+        await store.insert_trades(other)
+        await assert_every_read_is_exact(store, trades, other)
+    finally:
+        await store.close()
+
+
 # Version 2's tables, as that version created them (sums as DECIMAL(38, 18)).
 V2_DDL = (
     """CREATE TABLE trades (
@@ -296,11 +311,53 @@ async def test_sparse_history_is_read_in_one_window(tmp_path: Path) -> None:
     try:
         await store.insert_trades(make_trades(seed=32, count=700, start_us=T0, spacing_us=3 * HOUR_US + 7))
         await store.candles(query(Timeframe.M1, limit=5))  # prepares the statement
-        await store.insert_trades(make_trades(seed=33, count=1, start_us=T0 - DAY_US, spacing_us=1))  # voids bounds
+        await store.insert_trades(make_trades(seed=33, count=1, start_us=T0 - DAY_US, spacing_us=1))  # widens bounds
         statements = store.round_trips
         got = await store.candles(query(Timeframe.M1, limit=500))
         assert len(got) == 500
-        assert store.round_trips - statements == 2  # the bounds and ONE window
+        assert store.round_trips - statements == 1  # ONE window (the bounds were widened by the write, not voided)
+    finally:
+        await store.close()
+
+
+async def test_ingest_widens_the_remembered_bounds_and_reads_stay_exact(tmp_path: Path) -> None:
+    # Issue 12: reads during ingest. An ingest widens the remembered bounds of the markets it reached (a read
+    # after it needs no bounds statement) and the candles still include every committed trade; a write that
+    # does not say what it added (a rollup rebuild) voids them.
+    store = DuckDBTradeStore(tmp_path / "t.duckdb", read_threads=1)  # one reader: one cursor, prepared once
+    trades = make_trades(seed=34, count=60, start_us=T0, spacing_us=61_000_000, exchanges=("a", "b"))
+    later = make_trades(
+        seed=35,
+        count=40,
+        start_us=T0 + 70 * MINUTE_US,
+        spacing_us=59_000_000,
+        symbols=("BTCUSDT", "ETHUSDT"),
+        exchanges=("b", "c"),
+    )
+    earlier = make_trades(seed=36, count=5, start_us=T0 - DAY_US, spacing_us=7_000_000, exchanges=("c",))
+    batches = [
+        [replace(t, trade_id=f"{name}-{t.trade_id}") for t in batch] for name, batch in (("l", later), ("e", earlier))
+    ]
+    views: tuple[tuple[str, ...], ...] = ((), ("a",), ("c",))
+    try:
+        await store.insert_trades(trades)
+        for exchanges in views:  # bounds remembered (("c",): a market without trades yet), statements prepared
+            await store.candles(query(Timeframe.M1, exchanges=exchanges))
+        stored = list(trades)
+        for batch in batches:
+            await store.insert_trades(batch)
+            stored += batch
+            for exchanges in views:
+                statements = store.round_trips
+                got = await store.candles(query(Timeframe.M1, exchanges=exchanges))
+                assert store.round_trips - statements == 1  # no bounds statement after the ingest
+                expected = [t for t in stored if t.symbol == "BTCUSDT" and (not exchanges or t.exchange in exchanges)]
+                assert as_exact(got) == as_exact(list(buckets(expected, Timeframe.M1.bucket_start).items()))  # type: ignore[arg-type]
+
+        await store.rebuild_rollups()
+        statements = store.round_trips
+        await store.candles(query(Timeframe.M1))
+        assert store.round_trips - statements == 2  # voided: the bounds are read again
     finally:
         await store.close()
 

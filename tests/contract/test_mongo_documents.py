@@ -20,6 +20,7 @@ from tests.reference import aggregate, buckets, exact
 from wadm_grpc.domain.errors import InvalidArgumentError
 from wadm_grpc.domain.timeframe import DAY_US, HOUR_US, MINUTE_US, Timeframe
 from wadm_grpc.domain.trade import Side, Trade
+from wadm_grpc.domain.trade_batch import TradeBatch, TradeColumns
 from wadm_grpc.ports import CandleQuery, TradeQuery
 from wadm_grpc.stores.mongo.documents import EPOCH
 
@@ -288,3 +289,41 @@ async def test_values_beyond_decimal128_are_refused(mongo: Harness) -> None:
         await mongo.store.insert_trades([huge])
 
     assert {v.field for v in raised.value.violations} == {"trades[0].price", "trades[0].quote"}
+
+
+async def test_validated_columns_store_the_same_documents_as_trades(open_mongo: OpenHarness) -> None:
+    # Issue 12: a TradeBatch (validated columns) becomes documents without Trade objects: the same documents,
+    # the same duplicates (within the batch and already stored) and the same rollups as the Trades.
+    rng = random.Random(40)
+    trades = [
+        Trade(
+            rng.choice(("binance", "okx")),
+            "BTCUSDT",
+            str(index // 2 * 2 + 1 if index % 7 == 3 else index),  # some ids twice: first occurrence wins
+            Decimal(f"{rng.randint(1, 9_999_999)}").scaleb(-rng.randint(0, 8)),
+            Decimal(f"{rng.randint(1, 999_999)}").scaleb(-rng.randint(0, 8)),
+            rng.choice((Side.BUY, Side.SELL)),
+            T0_MS * 1000 + index * 7_777_777 + rng.randint(0, 999),  # sub-millisecond digits
+        )
+        for index in range(300)
+    ]
+    stored_before = trades[:40:3]
+    found: list[tuple[list[Trade], list[dict[str, Any]], list[list[dict[str, Any]]]]] = []
+    for as_columns in (False, True):
+        async with open_mongo() as mongo:
+            await mongo.store.insert_trades(stored_before)
+            batch = TradeBatch(TradeColumns.of_trades(trades)) if as_columns else trades
+            stored = await mongo.store.insert_trades(batch)
+            if isinstance(batch, TradeBatch):
+                assert batch._trades is None  # no Trade objects were built to store it
+            new = list(stored)
+            documents = [
+                {k: v for k, v in d.items() if k != "_id"}
+                for d in await mongo.database["trades"].find({}).to_list(None)
+            ]
+            key = ("exchange", "symbol", "trade_id")
+            found.append((new, sorted(documents, key=lambda d: tuple(d[k] for k in key)), await snapshot(mongo)))
+    assert found[0] == found[1]
+    assert len(found[1][0]) == len(
+        {(t.exchange, t.trade_id) for t in trades} - {(t.exchange, t.trade_id) for t in stored_before}
+    )

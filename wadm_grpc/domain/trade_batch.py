@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import chain
 from typing import overload
 
 from wadm_grpc.domain.decimals import to_wire
@@ -112,6 +113,6 @@ def join(parts: Sequence[Sequence[Trade]]) -> Sequence[Trade]:
     if parts and all(isinstance(part, TradeBatch) for part in parts):
         batches = [part for part in parts if isinstance(part, TradeBatch)]
         names = TradeColumns.__dataclass_fields__
-        joined = {name: [value for b in batches for value in getattr(b.columns, name)] for name in names}
+        joined = {name: list(chain.from_iterable(getattr(b.columns, name) for b in batches)) for name in names}
         return TradeBatch(TradeColumns(**joined))
     return [trade for part in parts for trade in part]

@@ -13,7 +13,7 @@ from wadm_grpc.domain.trade_batch import TradeBatch
 from wadm_grpc.domain.trade_input import ReceivedColumns, TradeInput, parse_trades
 from wadm_grpc.ports import Clock, TradeBus, TradeStore
 from wadm_grpc.services.read_cache import ReadCache
-from wadm_grpc.services.trade_screen import screen
+from wadm_grpc.services.trade_screen import screen, warm_up
 
 MAX_BATCH = 10_000
 log = logging.getLogger("wadm_grpc.ingest")
@@ -44,6 +44,7 @@ class IngestService:
         self._cache = cache
         self._clock = clock
         self._max_future_us = round(max_future_seconds * 1_000_000)
+        warm_up()
 
     async def publish_trades(self, batch: list[TradeInput]) -> IngestResult:
         """Validate the whole batch (nothing is written if any trade is bad), then store it."""

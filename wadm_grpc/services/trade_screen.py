@@ -61,6 +61,12 @@ def _plainly_valid(received: ReceivedColumns, latest_us: int) -> bool:
     return bool(pc.max(product).as_py() < _SAFE_PRODUCT)
 
 
+def warm_up() -> None:
+    """pyarrow imports pandas (when installed) on its first conversion of a Python list, ~0.5 s on the
+    2-core machine: call this at startup, so the first ingest message does not pay it (issue 12 profile)."""
+    pa.array(["warm-up"], pa.string())
+
+
 def screen(received: ReceivedColumns, *, latest_us: int) -> TradeBatch | None:
     """The batch's trades if every one is plainly valid (none dated after `latest_us`), else None."""
     if not len(received):

@@ -11,7 +11,7 @@ so sparse history is read in one statement, not in a series of 4x-widening misse
 from __future__ import annotations
 
 import math
-from collections.abc import MutableSet
+from collections.abc import Mapping, MutableSet
 
 from wadm_grpc.domain.aggregate import Aggregate
 from wadm_grpc.ports import CandleQuery
@@ -25,18 +25,42 @@ Bounds = tuple[int, int, int]
 
 
 class MarketBounds:
-    """Market bounds remembered between reads until the next write: a read-only snapshot (or a quiet
-    writer) then spends one statement per candle read, not two. Entries carry the write generation they
-    were read in; every committed write starts a new one (`written`), which voids them all."""
+    """Market bounds remembered between reads: a read-only snapshot (or a quiet writer) then spends one
+    statement per candle read, not two. Entries carry the write generation they were read in; every
+    committed write starts a new one (`written`). An ingest that says which markets it reached (and the
+    first/last time and count of what it added) widens the current entries instead of voiding them, so
+    reads during ingest keep their one statement; any other write voids them all.
+
+    Widening keeps the remembered bounds a superset of the stored ones (a rolled-back write may widen
+    them too much): a too-wide window only costs a wider read, never a candle.
+    """
 
     def __init__(self) -> None:
         self._generation = 0
         self._known: dict[tuple[str, tuple[str, ...]], tuple[int, Bounds | None]] = {}
 
-    def written(self) -> None:
-        """A write was committed (called after the commit: an entry read meanwhile is voided too)."""
-        self._generation += 1
-        self._known.clear()
+    def written(self, added: Mapping[tuple[str, str], Bounds] | None = None) -> None:
+        """A write was committed (called after the commit: an entry read meanwhile is voided too).
+        `added`: per (symbol, exchange), the bounds of the trades it added; None when unknown."""
+        current = self._generation
+        self._generation = current + 1
+        if added is None:
+            self._known = {}
+            return
+        kept: dict[tuple[str, tuple[str, ...]], tuple[int, Bounds | None]] = {}
+        for key, (generation, bounds) in tuple(self._known.items()):  # readers insert meanwhile
+            if generation != current:
+                continue
+            symbol, exchanges = key
+            for (market_symbol, exchange), (first_us, last_us, trades) in added.items():
+                if market_symbol == symbol and (not exchanges or exchange in exchanges):
+                    bounds = (
+                        (first_us, last_us, trades)
+                        if bounds is None
+                        else (min(bounds[0], first_us), max(bounds[1], last_us), bounds[2] + trades)
+                    )
+            kept[key] = (self._generation, bounds)
+        self._known = kept
 
     def read(self, cursor: Cursor, symbol: str, exchanges: tuple[str, ...]) -> Bounds | None:
         """The bounds of (symbol, exchanges), None for a market without trades."""

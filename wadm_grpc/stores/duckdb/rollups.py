@@ -5,28 +5,35 @@ A bucket is a partial aggregate that merges associatively: open/close are the fi
 take the max. Only trades that were really inserted (duplicates already dropped) are merged, so ingest
 stays idempotent, and a late trade simply merges into the old bucket it belongs to.
 
-One statement per slice of new trades does it all inside DuckDB: the trades are aggregated into 1m
-buckets (DECIMAL sums: at most SLICE_TRADES values below 10^16 each stay below DECIMAL(38, 18)'s 10^20,
-so they are exact), those are split into limbs and grouped per tier with the stored rows of the buckets
+ONE statement per ingest transaction does it all inside DuckDB, however many trades it holds: the trades
+are aggregated into 1m buckets per run of SLICE_TRADES consecutive trades (DECIMAL sums: at most
+SLICE_TRADES values below 10^16 each stay below DECIMAL(38, 18)'s 10^20, so they are exact), those are
+split into limbs (whose sums cannot overflow) and grouped per tier with the stored rows of the buckets
 they touch (`sql.AGGREGATES`, the aggregation `rebuild_rollups` uses), and written back with INSERT OR
-REPLACE. No Python runs per trade; the cost follows the batch, not the history.
+REPLACE. No Python runs per trade; the cost follows the batch, not the history. Planning this statement
+costs about as much as running it on 10,000 trades, so one statement per transaction (not per slice)
+is what lets larger transactions pay less per trade.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from wadm_grpc.domain.timeframe import Rollup
 from wadm_grpc.stores.duckdb import sql
 from wadm_grpc.stores.duckdb.reads import Cursor
 
-# Most trades aggregated by one statement (see above: their DECIMAL sums cannot overflow).
+# Most trades summed as DECIMAL into one partial bucket (see above: their sums cannot overflow).
 SLICE_TRADES = 10_000
 # (tier label, size of its buckets in microseconds; 0 for the one-row-per-market tier), 1m excepted.
 _COARSER = (*((tier.label, tier.micros) for tier in Rollup if tier is not Rollup.M1), (sql.MARKET_TIER, 0))
 # The value columns of a bucket row (BUCKET_COLUMNS after its keys: symbol, exchange, bucket).
 _VALUES = sql.BUCKET_COLUMNS.split(", ", 3)[3]
-_ORDER = "(time_us, length(trade_id), trade_id)"  # within one market: numeric ids numerically
+# Open/close pick the first/last trade by (time, id length, id): within one market, numeric ids
+# numerically. The slice comes sorted by that key (Arrow, outside the statement), so its row number
+# `ordinal` is the key: arg_min/arg_max over one BIGINT instead of a (time, length, id) struct.
+_ORDER = "ordinal"
 
 
 def _limbs(name: str) -> str:
@@ -37,7 +44,8 @@ def _limbs(name: str) -> str:
 
 
 def merge_statement(source: str) -> str:
-    """Merge the trades of `source` (rows of the trades table, at most SLICE_TRADES) into every tier."""
+    """Merge the trades of `source` (rows of the trades table plus their `ordinal`, see `ordered`) into
+    every tier."""
     coarser = "".join(
         f"\n    UNION ALL SELECT '{label}', symbol, exchange, {f'bucket - bucket % {size}' if size else '0'}, {_VALUES}"
         " FROM minutes"
@@ -57,7 +65,7 @@ WITH sums AS MATERIALIZED (
            max(price_scale) AS price_scale, max(quantity_scale) AS quantity_scale,
            max(price_scale + quantity_scale) AS quote_scale
     FROM {source}
-    GROUP BY symbol, exchange, time_us - time_us % {Rollup.M1.micros}
+    GROUP BY symbol, exchange, time_us - time_us % {Rollup.M1.micros}, ordinal // {SLICE_TRADES}
 ),
 minutes AS MATERIALIZED (
     SELECT symbol, exchange, bucket, open, open_us, open_id, high, low, close, close_us, close_id,
@@ -79,6 +87,16 @@ FROM (
 GROUP BY tier, symbol, exchange, bucket"""
 
 
+def ordered(trades: pa.Table) -> pa.Table:
+    """`trades` sorted by (time, id length, id), with their position in that order as `ordinal`
+    (DuckDB and Arrow both compare text by its UTF-8 bytes, so the order is the same as in SQL)."""
+    keyed = trades.append_column("id_length", pc.utf8_length(trades.column("trade_id")))
+    order = pc.sort_indices(
+        keyed, sort_keys=[("time_us", "ascending"), ("id_length", "ascending"), ("trade_id", "ascending")]
+    )
+    return trades.take(order).append_column("ordinal", pa.array(range(trades.num_rows), pa.int64()))
+
+
 class RollupMerger:
     """Merges new trades into the rollups on one cursor (the writer's), with the statement prepared
     once: planning it costs more than running it on a batch."""
@@ -90,11 +108,12 @@ class RollupMerger:
 
     def merge(self, cursor: Cursor, new: pa.Table) -> None:
         """Merge freshly inserted trades (rows of the trades table) into every tier, inside the ingest
-        transaction: one statement per SLICE_TRADES trades."""
-        for start in range(0, new.num_rows, SLICE_TRADES):
-            cursor.register("new_trades", new.slice(start, SLICE_TRADES))
-            if not self._prepared:  # binding needs the view above: prepared on first use
-                cursor.execute(f"PREPARE {self._NAME} AS {merge_statement('new_trades')}")
-                self._prepared = True
-            cursor.execute(f"EXECUTE {self._NAME}")
-            cursor.unregister("new_trades")
+        transaction: one statement."""
+        if not new.num_rows:
+            return
+        cursor.register("new_trades", ordered(new))
+        if not self._prepared:  # binding needs the view above: prepared on first use
+            cursor.execute(f"PREPARE {self._NAME} AS {merge_statement('new_trades')}")
+            self._prepared = True
+        cursor.execute(f"EXECUTE {self._NAME}")
+        cursor.unregister("new_trades")

@@ -26,12 +26,15 @@ from wadm_grpc.domain.trade_batch import TradeBatch, columns_of
 from wadm_grpc.ports import CandleQuery, TradeQuery
 from wadm_grpc.stores.duckdb import sql
 from wadm_grpc.stores.duckdb.batches import TRADE_COLUMNS, trades_table
-from wadm_grpc.stores.duckdb.candles import MarketBounds, read_candles
+from wadm_grpc.stores.duckdb.candles import Bounds, MarketBounds, read_candles
 from wadm_grpc.stores.duckdb.reads import Cursor, read_trades, window_stats
 from wadm_grpc.stores.duckdb.rollups import RollupMerger
 
 T = TypeVar("T")
 COLUMNS = ", ".join(TRADE_COLUMNS)  # named, so the Arrow table and the table need not agree on order
+_KEY = ("exchange", "symbol", "trade_id")
+# Per (symbol, exchange): first and last time and count of the trades an ingest added.
+MarketExtents = dict[tuple[str, str], Bounds]
 
 
 class DuckDBTradeStore:
@@ -85,13 +88,16 @@ class DuckDBTradeStore:
         with self._cursors_lock:
             self._cursors.append(cursor)
 
-    async def _run(self, pool: ThreadPoolExecutor, work: Callable[[Cursor], T]) -> T:
+    async def _run(
+        self, pool: ThreadPoolExecutor, work: Callable[[Cursor], T], *, added: list[MarketExtents] | None = None
+    ) -> T:
+        """`work` on a cursor of `pool`. `added`: filled by an ingest with the bounds of what it added."""
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(pool, lambda: work(cast(Cursor, _Counting(self, self._local.cursor))))
         finally:
             if pool is self._writer:  # whatever the writer did may have moved a market's bounds
-                self._bounds.written()
+                self._bounds.written(added[0] if added else None)
                 self._writes += 1
                 self._symbols.clear()
 
@@ -125,9 +131,10 @@ class DuckDBTradeStore:
     async def _commit_group(self, group: list[tuple[Sequence[Trade], asyncio.Future[Sequence[Trade]]]]) -> None:
         """One transaction for the group; if it fails, each call again on its own, so one bad batch fails
         only its own call (each transaction is all or nothing)."""
-        insert = functools.partial(self._insert, batches=[trades for trades, _ in group])
+        added: list[MarketExtents] = []
+        insert = functools.partial(self._insert, batches=[trades for trades, _ in group], added=added)
         try:
-            results = await self._run(self._writer, insert)
+            results = await self._run(self._writer, insert, added=added)
         except BaseException as error:
             if isinstance(error, Exception) and len(group) > 1:
                 for member in group:
@@ -143,19 +150,19 @@ class DuckDBTradeStore:
             if not waiter.done():
                 waiter.set_result(new)
 
-    def _insert(self, cursor: Cursor, batches: Sequence[Sequence[Trade]]) -> list[Sequence[Trade]]:
+    def _insert(
+        self, cursor: Cursor, batches: Sequence[Sequence[Trade]], added: list[MarketExtents]
+    ) -> list[Sequence[Trade]]:
         """One transaction for several calls' batches; per call, its trades that were new (a trade in two
-        calls, or twice in one, counts for the first). Rows go in column-wise; rollups are merged in SQL."""
+        calls, or twice in one, counts for the first). Rows go in column-wise; rollups are merged in SQL.
+        Once committed, the bounds of the new trades per market go into `added`."""
         parts = [trades_table(batch) for batch in batches]
         incoming = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
-        keys = [
-            list(zip(batch_columns.exchange, batch_columns.symbol, batch_columns.trade_id, strict=True))
-            for batch_columns in (columns_of(batch) for batch in batches)
-        ]
-        distinct = len({key for part in keys for key in part})
+        keys: list[list[tuple[str, str, str]]] | None = None  # built in Python only when needed
         cursor.begin()
         try:
-            if distinct < incoming.num_rows:  # repeated keys: keep each first occurrence only
+            if _distinct_keys(incoming) < incoming.num_rows:  # repeated keys: keep each first occurrence only
+                keys = _keys(batches)
                 incoming = incoming.take(_first_occurrences(keys))
             cursor.register("incoming", incoming)
             inserted = cursor.sql(
@@ -167,11 +174,12 @@ class DuckDBTradeStore:
         except BaseException:
             cursor.rollback()
             raise
+        added.append(_extents(inserted))
         if inserted.num_rows == incoming.num_rows == sum(map(len, batches)):  # all new: the usual case
             return [batch if isinstance(batch, TradeBatch) else list(batch) for batch in batches]
-        fresh = set(
-            zip(*(inserted.column(name).to_pylist() for name in ("exchange", "symbol", "trade_id")), strict=True)
-        )
+        if keys is None:
+            keys = _keys(batches)
+        fresh = set(zip(*(inserted.column(name).to_pylist() for name in _KEY), strict=True))
         results: list[Sequence[Trade]] = []
         for batch, batch_keys in zip(batches, keys, strict=True):
             new: list[Trade] = []
@@ -240,6 +248,30 @@ class DuckDBTradeStore:
             for cursor in self._cursors:
                 cursor.close()
         self._connection.close()
+
+
+def _extents(trades: pa.Table) -> MarketExtents:
+    """First and last time and count of `trades` per (symbol, exchange), computed by Arrow."""
+    grouped = trades.group_by(["symbol", "exchange"], use_threads=False).aggregate(
+        [("time_us", "min"), ("time_us", "max"), ("time_us", "count")]
+    )
+    return {
+        (row["symbol"], row["exchange"]): (row["time_us_min"], row["time_us_max"], row["time_us_count"])
+        for row in grouped.to_pylist()
+    }
+
+
+def _distinct_keys(incoming: pa.Table) -> int:
+    """How many distinct trade keys the rows hold (counted by Arrow: no Python per trade)."""
+    return int(incoming.group_by(list(_KEY), use_threads=False).aggregate([]).num_rows)
+
+
+def _keys(batches: Sequence[Sequence[Trade]]) -> list[list[tuple[str, str, str]]]:
+    """Each batch's trade keys, in order."""
+    return [
+        list(zip(columns.exchange, columns.symbol, columns.trade_id, strict=True))
+        for columns in (columns_of(batch) for batch in batches)
+    ]
 
 
 def _first_occurrences(keys: list[list[tuple[str, str, str]]]) -> list[int]:

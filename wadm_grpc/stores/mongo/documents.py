@@ -14,6 +14,7 @@ from wadm_grpc.domain.aggregate import Aggregate
 from wadm_grpc.domain.decimals import EXACT, scale_of, with_scale
 from wadm_grpc.domain.errors import Violations
 from wadm_grpc.domain.trade import Side, Trade
+from wadm_grpc.domain.trade_batch import TradeBatch, TradeColumns
 
 Document = dict[str, Any]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -131,6 +132,49 @@ def trade_documents(trades: Sequence[Trade]) -> list[Document]:
         )
     problems.raise_if_any()
     return documents
+
+
+def _text_scale(text: str) -> int:
+    """Digits after the point of a plain decimal text (validated columns hold plain text only)."""
+    point = text.find(".")
+    return 0 if point < 0 else len(text) - point - 1
+
+
+def column_documents(columns: TradeColumns) -> list[Document]:
+    """`trade_documents` of validated columns, built from the columns (issue 12): no Trade objects,
+    Decimal128 straight from the decimal text (exponent kept, as from the Decimal), scales from the text;
+    only the quote is multiplied, exactly. InvalidArgumentError as `trade_documents`."""
+    try:
+        return [
+            {
+                "exchange": exchange,
+                "symbol": symbol,
+                "trade_id": trade_id,
+                "price": Decimal128(price),
+                "quantity": Decimal128(quantity),
+                "side": _SIDES[is_buy],
+                "timestamp": datetime_of_us(time_us),
+                "time_us": time_us,
+                "quote": Decimal128(EXACT.multiply(Decimal(price), Decimal(quantity))),
+                "price_scale": _text_scale(price),
+                "quantity_scale": _text_scale(quantity),
+            }
+            for exchange, symbol, trade_id, price, quantity, is_buy, time_us in zip(
+                columns.exchange,
+                columns.symbol,
+                columns.trade_id,
+                columns.price,
+                columns.quantity,
+                columns.is_buy,
+                columns.time_us,
+                strict=True,
+            )
+        ]
+    except (decimal.Inexact, decimal.Overflow, decimal.InvalidOperation):  # beyond a Decimal128: say which
+        return trade_documents(TradeBatch(columns).trades)
+
+
+_SIDES = {True: Side.BUY.value, False: Side.SELL.value}
 
 
 def trade_of(document: Mapping[str, Any], symbol: str) -> Trade:

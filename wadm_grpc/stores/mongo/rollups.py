@@ -25,6 +25,7 @@ from pymongo import ReplaceOne
 
 from wadm_grpc.domain.timeframe import Rollup
 from wadm_grpc.domain.trade import Trade
+from wadm_grpc.domain.trade_batch import TradeBatch
 from wadm_grpc.stores.mongo import pipelines, rows
 from wadm_grpc.stores.mongo.commands import Commands
 from wadm_grpc.stores.mongo.documents import Document
@@ -50,7 +51,11 @@ class RefreshReport:
 
 
 def minute_keys(trades: Iterable[Trade]) -> set[BucketKey]:
-    """The 1m buckets `trades` fall in."""
+    """The 1m buckets `trades` fall in (read from the columns of a TradeBatch: no Trade objects)."""
+    if isinstance(trades, TradeBatch):
+        c = trades.columns
+        size = Rollup.M1.micros
+        return set(zip(c.symbol, c.exchange, [t - t % size for t in c.time_us], strict=True))
     return {(t.symbol, t.exchange, Rollup.M1.bucket_start(t.time_us)) for t in trades}
 
 

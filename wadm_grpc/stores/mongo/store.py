@@ -22,10 +22,11 @@ from pymongo import AsyncMongoClient
 from wadm_grpc.domain.aggregate import Aggregate, SymbolSummary, WindowStats
 from wadm_grpc.domain.errors import FailedPreconditionError
 from wadm_grpc.domain.trade import Trade
+from wadm_grpc.domain.trade_batch import TradeBatch, TradeColumns
 from wadm_grpc.ports import CandleQuery, TradeQuery
 from wadm_grpc.stores.mongo import live, reads
 from wadm_grpc.stores.mongo.commands import CollectionNames, Commands
-from wadm_grpc.stores.mongo.documents import Document, trade_documents
+from wadm_grpc.stores.mongo.documents import Document, column_documents, trade_documents
 from wadm_grpc.stores.mongo.lease import Clock, LeaseLost, RollupLease, default_owner, utc_now
 from wadm_grpc.stores.mongo.rebuild import rebuild_old_rollups
 from wadm_grpc.stores.mongo.rollups import (
@@ -197,17 +198,11 @@ class MongoTradeStore:
         ends at once when the deployment has no change streams."""
         return live.collector_trades(self._commands, state_key=f"{self._commands.names.trades}:change_stream")
 
-    async def insert_trades(self, trades: Sequence[Trade]) -> list[Trade]:
-        unique: dict[tuple[str, str, str], Trade] = {}
-        for trade in trades:
-            unique.setdefault((trade.exchange, trade.symbol, trade.trade_id), trade)
-        if not unique:
-            return []
-        if self._ingest_refused is not None:
-            raise FailedPreconditionError(self._ingest_refused)
-        candidates = list(unique.values())
-        duplicates = await self._commands.insert_new(trade_documents(candidates))
-        new = [trade for index, trade in enumerate(candidates) if index not in duplicates]
+    async def insert_trades(self, trades: Sequence[Trade]) -> Sequence[Trade]:
+        if isinstance(trades, TradeBatch):  # validated columns: documents without Trade objects
+            new: Sequence[Trade] = await self._insert_columns(trades)
+        else:
+            new = await self._insert_each(trades)
         if not new:
             return new
         generation = await self._lease.current()
@@ -223,6 +218,35 @@ class MongoTradeStore:
                 self._lease.generation = None
                 await mark_dirty(self._commands, minute_keys(new))
         return new
+
+    async def _insert_each(self, trades: Sequence[Trade]) -> list[Trade]:
+        unique: dict[tuple[str, str, str], Trade] = {}
+        for trade in trades:
+            unique.setdefault((trade.exchange, trade.symbol, trade.trade_id), trade)
+        if not unique:
+            return []
+        if self._ingest_refused is not None:
+            raise FailedPreconditionError(self._ingest_refused)
+        candidates = list(unique.values())
+        duplicates = await self._commands.insert_new(trade_documents(candidates))
+        return [trade for index, trade in enumerate(candidates) if index not in duplicates]
+
+    async def _insert_columns(self, batch: TradeBatch) -> TradeBatch:
+        """`_insert_each` column-wise: the first occurrence of each key, documents built from the columns,
+        the new trades as a TradeBatch of the inserted rows."""
+        c = batch.columns
+        keys = list(zip(c.exchange, c.symbol, c.trade_id, strict=True))
+        first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))  # key -> first row
+        if len(first) < len(keys):
+            batch = _rows(batch, sorted(first.values()))
+        if not len(batch):
+            return batch
+        if self._ingest_refused is not None:
+            raise FailedPreconditionError(self._ingest_refused)
+        duplicates = await self._commands.insert_new(column_documents(batch.columns))
+        if duplicates:
+            batch = _rows(batch, [row for row in range(len(batch)) if row not in duplicates])
+        return batch
 
     def _say_if_catching_up(self) -> None:
         """Reads during the catch-up answer from the rollups so far: say so in the log, once per catch-up."""
@@ -265,3 +289,10 @@ class MongoTradeStore:
 
 def _merged(first: RefreshReport, second: RefreshReport) -> dict[str, int]:
     return {key: first.written.get(key, 0) + second.written.get(key, 0) for key in first.written | second.written}
+
+
+def _rows(batch: TradeBatch, rows: list[int]) -> TradeBatch:
+    """The batch's trades at `rows`, in that order."""
+    c = batch.columns
+    picked = {name: [getattr(c, name)[row] for row in rows] for name in TradeColumns.__dataclass_fields__}
+    return TradeBatch(TradeColumns(**picked))
