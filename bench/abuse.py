@@ -68,6 +68,7 @@ async def _flood_and_watch(server: ServerProcess, start_us: int) -> dict[str, An
         cwd=ROOT,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
+        limit=16 << 20,  # one JSON line of every latency: long when the victim gets many calls through
     )
     assert victim.stdin is not None
     try:

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from wadm_client.options import DEFAULT_CALLS_PER_CHANNEL
+
 DEFAULT_STORE = "duckdb:var/wadm.duckdb"
 
 
@@ -84,7 +86,7 @@ class Settings:
     store_queue_seconds: float = 0.5
     loads_thread: bool = True  # cache-miss loads run on a thread of their own (services/shedding.py)
     grpc_max_message_bytes: int = 4 * 1024 * 1024
-    grpc_max_concurrent_streams: int = 32
+    grpc_max_concurrent_streams: int = DEFAULT_CALLS_PER_CHANNEL  # the clients pool connections of this size
     grpc_min_ping_interval_seconds: float = 10.0
     http_max_concurrency: int = 2000
 

@@ -60,7 +60,7 @@ async def _open_streams(stub: md_grpc.MarketDataServiceStub, count: int) -> list
 
 
 def test_the_default_cap_is_small_enough_to_keep_a_flood_out_of_the_servers_queue() -> None:
-    assert Settings(page_token_key=b"k").grpc_max_concurrent_streams == DEFAULT_MAX_CONCURRENT_STREAMS == 32
+    assert Settings(page_token_key=b"k").grpc_max_concurrent_streams == DEFAULT_MAX_CONCURRENT_STREAMS == 16
 
 
 async def test_a_connection_on_the_public_port_runs_at_most_the_cap(tmp_path: Path) -> None:

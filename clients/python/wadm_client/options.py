@@ -11,7 +11,7 @@ import grpc
 DEFAULT_TARGET = "127.0.0.1:50051"
 API_KEY_HEADER = "x-api-key"
 # The server's default cap of calls in flight on one connection (WADM_GRPC_MAX_CONCURRENT_STREAMS).
-DEFAULT_CALLS_PER_CHANNEL = 32
+DEFAULT_CALLS_PER_CHANNEL = 16
 # Idempotent reads: gRPC itself retries them on UNAVAILABLE (connection refused, server restarting or draining), with
 # exponential backoff, as the service config below says. Streams reconnect in the client (stream_trades); PublishTrades
 # is idempotent on the server too, but a client stream is not replayed by gRPC's retry buffer in a useful way.

@@ -1,8 +1,8 @@
 """A pool of grpc.aio channels that looks like one channel: each call goes to a channel with a free slot.
 
-A gRPC server caps the calls in flight on one HTTP/2 connection (wadm's public port: 32, so one connection
+A gRPC server caps the calls in flight on one HTTP/2 connection (wadm's public port: 16, so one connection
 cannot queue a flood ahead of other clients). A client's calls beyond the cap wait inside its channel until
-one ends, so a client holding 32 long-lived streams on one channel could not make a 33rd call of any kind.
+one ends, so a client holding 16 long-lived streams on one channel could not make a 17th call of any kind.
 gRPC's own advice for that case is a pool of channels; this one opens another channel (its own TCP
 connection) only when every open one has `calls_per_channel` calls in flight, and drops none while open.
 

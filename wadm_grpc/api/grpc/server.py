@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from wadm_client.options import DEFAULT_CALLS_PER_CHANNEL
 from wadm_grpc.api.grpc.admin import AdminServicer
 from wadm_grpc.api.grpc.health import HealthServicer
 from wadm_grpc.api.grpc.ingest import TradeIngestServicer
@@ -60,10 +61,11 @@ def transport_options(
     ]
 
 
-# 32 calls in flight per connection: a client's further calls wait in its own channel (gRPC clients queue
-# them) instead of in the server's queue of calls to pick up, where they would delay every other
-# client's calls of the same method (docs/access.md, "Transport limits").
-DEFAULT_MAX_CONCURRENT_STREAMS = 32
+# 16 calls in flight per connection (the size at which wadm's clients open another, wadm_client/pool.py):
+# a client's further calls wait in its own channel (gRPC clients queue them) instead of in the server's
+# queue of calls to pick up, where they would delay every other client's calls of the same method
+# (docs/access.md, "Transport limits").
+DEFAULT_MAX_CONCURRENT_STREAMS = DEFAULT_CALLS_PER_CHANNEL
 DEFAULT_TRANSPORT = transport_options(
     max_message_bytes=4 * 1024 * 1024,
     max_concurrent_streams=DEFAULT_MAX_CONCURRENT_STREAMS,
