@@ -12,19 +12,16 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from wadm_grpc.domain.decimals import MAX_INTEGER_DIGITS, MAX_SCALE
 from wadm_grpc.domain.errors import InvalidArgumentError
 from wadm_grpc.domain.trade import Side
 from wadm_grpc.domain.trade_batch import columns_of
-from wadm_grpc.domain.trade_input import MAX_TRADE_ID_LENGTH, TradeInput, parse_trades
+from wadm_grpc.domain.trade_input import TradeInput, parse_trades
 from wadm_grpc.feeds.binance_csv import trade_input
 from wadm_grpc.feeds.binance_files import BUYER_MAKER, ID, PRICE, QUANTITY, TIME
+from wadm_grpc.services.trade_screen import text_columns_plainly_valid
 
 # An id the store and the file compare as an integer: canonical digits only (no sign, no leading zero).
 CANONICAL_ID = r"^(?:0|[1-9][0-9]{0,17})$"
-_TRADE_ID = rf"^[!-~](?:[ -~]{{0,{MAX_TRADE_ID_LENGTH - 2}}}[!-~])?$"
-_DECIMAL = rf"^(?:0|[1-9][0-9]{{0,{MAX_INTEGER_DIGITS - 1}}})(?:\.[0-9]{{1,{MAX_SCALE}}})?$"
-_SAFE_PRODUCT = 0.999 * 10.0**MAX_INTEGER_DIGITS  # a float product below this is surely below 10^16 exactly
 _DIGITS = r"^[0-9]{1,18}$"
 _MICROSECOND_STAMPS = 10**14  # as binance_csv: epoch ms stay below this until the year 5138
 
@@ -75,23 +72,7 @@ def _plainly_valid(batch: pa.RecordBatch, latest_us: int) -> bool:
     stamps = _time_us(times)
     if pc.min(stamps).as_py() <= 0 or pc.max(stamps).as_py() > latest_us:
         return False
-    if not pc.all(pc.match_substring_regex(batch.column(ID), _TRADE_ID)).as_py():
-        return False
-    price, quantity = batch.column(PRICE), batch.column(QUANTITY)
-    for text in (price, quantity):
-        shaped = pc.and_(pc.match_substring_regex(text, _DECIMAL), pc.match_substring_regex(text, "[1-9]"))
-        if not pc.all(shaped).as_py():
-            return False
-    if pc.max(pc.add(scales(price), scales(quantity))).as_py() > MAX_SCALE:
-        return False
-    product = pc.multiply(pc.cast(price, pa.float64()), pc.cast(quantity, pa.float64()))
-    return bool(pc.max(product).as_py() < _SAFE_PRODUCT)
-
-
-def scales(text: pa.Array) -> pa.Array:
-    """Digits after the point of each plain decimal string."""
-    point = pc.find_substring(text, ".")
-    return pc.if_else(pc.less(point, 0), 0, pc.subtract(pc.subtract(pc.utf8_length(text), point), 1))
+    return text_columns_plainly_valid(batch.column(ID), batch.column(PRICE), batch.column(QUANTITY))
 
 
 def validated(batch: pa.RecordBatch, *, exchange: str, symbol: str, first_line: int, latest_us: int) -> pa.Table:

@@ -48,9 +48,16 @@ def _plainly_valid(received: ReceivedColumns, latest_us: int) -> bool:
     if None in received.side or min(received.time_us) <= 0 or max(received.time_us) > latest_us:
         return False
     ids = pa.array(received.trade_id, pa.string())
+    price, quantity = pa.array(received.price, pa.string()), pa.array(received.quantity, pa.string())
+    return text_columns_plainly_valid(ids, price, quantity)
+
+
+def text_columns_plainly_valid(ids: pa.Array, price: pa.Array, quantity: pa.Array) -> bool:
+    """Whether every trade id is well formed and every price and quantity a positive plain decimal whose
+    scales and product the store holds exactly (column-wise; False sends a batch to the per-trade checks,
+    which name each problem). Shared by ingest and the file importer."""
     if not pc.all(pc.match_substring_regex(ids, _TRADE_ID)).as_py():
         return False
-    price, quantity = pa.array(received.price, pa.string()), pa.array(received.quantity, pa.string())
     for text in (price, quantity):
         shaped = pc.and_(pc.match_substring_regex(text, _DECIMAL), pc.match_substring_regex(text, "[1-9]"))
         if not pc.all(shaped).as_py():
