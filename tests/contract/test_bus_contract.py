@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Protocol
 import pytest
 
 from tests.support import make_trades
-from wadm_grpc.bus.memory import InProcessTradeBus
 from wadm_grpc.bus.redis import DEFAULT_STREAM_KEY, RedisTradeBus, encode_trades
 from wadm_grpc.domain.errors import ResourceExhaustedError, UnavailableError
 from wadm_grpc.domain.trade import Side, Trade
@@ -41,22 +40,6 @@ def redis_bus(server: RedisServer, **options: float) -> RedisTradeBus:
     """A Redis bus as a server process would have it (fast reconnects, to keep the restart test short)."""
     settings: dict[str, float] = {"buffer_trades": BUFFER_TRADES, "retry_seconds": 0.02} | options
     return RedisTradeBus(server.url, **settings)  # type: ignore[arg-type]
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def bus(request: pytest.FixtureRequest) -> AsyncIterator[CountingBus]:
-    """Each bus kind, started, closed at teardown."""
-    if request.param == "memory":
-        memory = InProcessTradeBus(buffer_trades=BUFFER_TRADES)
-        yield memory
-        await memory.close()
-        return
-    started = redis_bus(request.getfixturevalue("redis_server"))
-    await started.start()
-    try:
-        yield started
-    finally:
-        await started.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ goes on live; past retention (or another history) it is OUT_OF_RANGE with where 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -27,21 +26,6 @@ BTC = frozenset({"BTCUSDT"})
 DEADLINE_SECONDS = 10.0
 
 Bus = InProcessTradeBus | RedisTradeBus
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
-    if request.param == "memory":
-        memory = InProcessTradeBus(buffer_trades=BUFFER_TRADES)
-        yield memory
-        await memory.close()
-        return
-    started = redis_bus(request.getfixturevalue("redis_server"))
-    await started.start()
-    try:
-        yield started
-    finally:
-        await started.close()
 
 
 def btc(seed: int, count: int = 10) -> list[Trade]:
