@@ -61,10 +61,14 @@ class IngestService:
 
     def validate_received(self, received: ReceivedColumns) -> TradeBatch | None:
         """The fast path of `validate`: the batch's trades when bulk checks find every one plainly valid,
-        else None (then `validate` on the same trades names what is wrong, or accepts them)."""
+        else None (then `validate` on the same trades names what is wrong, or accepts them). The store
+        prepares what it can of their write here, on the caller's (validation) thread."""
         if len(received) > MAX_BATCH:
             return None
-        return screen(received, latest_us=self._clock.now_us() + self._max_future_us)
+        batch = screen(received, latest_us=self._clock.now_us() + self._max_future_us)
+        if batch is not None:
+            self._store.prepare_batch(batch)
+        return batch
 
     async def store_trades(self, trades: Sequence[Trade]) -> IngestResult:
         """Store already validated trades; publish the new ones, in ingest order.
