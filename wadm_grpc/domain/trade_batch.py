@@ -69,6 +69,18 @@ class TradeBatch(Sequence[Trade]):
             )
         return self._columns
 
+    def sliced(self, start: int, end: int) -> TradeBatch:
+        """Trades [start:end) as a batch, column by column (within one part, without joining the parts)."""
+        offset = 0
+        for part in self.parts:
+            if offset <= start and end <= offset + len(part):
+                return part.sliced(start - offset, end - offset)
+            offset += len(part)
+        c = self.columns
+        return TradeBatch(
+            TradeColumns(**{name: getattr(c, name)[start:end] for name in TradeColumns.__dataclass_fields__})
+        )
+
     @property
     def trades(self) -> list[Trade]:
         """The trades as Trade objects."""
