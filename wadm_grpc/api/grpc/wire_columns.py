@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
 from wadm_grpc.pb.wadm.market.v1 import trade_pb2
@@ -95,7 +96,10 @@ def columns(request: ingest_pb.PublishTradesRequest) -> WireColumns | None:
     if not count:
         return None
     request.DiscardUnknownFields()
-    view = _Request.FromString(request.SerializeToString()).trades
+    try:
+        view = _Request.FromString(request.SerializeToString()).trades
+    except DecodeError:  # cannot happen to bytes the parser itself wrote; if it did, the rules decide
+        return None
     if any(len(getattr(view, name)) != count for name in (*_STRING_FIELDS, "side", "time")):
         return None
     time_us = _micros(list(view.time), count)
@@ -107,7 +111,10 @@ def columns(request: ingest_pb.PublishTradesRequest) -> WireColumns | None:
 def _micros(records: list[bytes], count: int) -> pa.Array | None:
     """Microseconds since the epoch of canonical Timestamp records, or None if one is not a positive
     whole microsecond within the Timestamp range."""
-    times = _Times.FromString(b"".join(records))
+    try:
+        times = _Times.FromString(b"".join(records))
+    except DecodeError:
+        return None
     if len(times.seconds) != count:  # a zero (or missing) seconds: not after the epoch
         return None
     seconds = pa.array(times.seconds, pa.int64())
