@@ -48,6 +48,11 @@ class TradeStore(Protocol):
         """Store, atomically, the trades whose (exchange, symbol, trade_id) is new; return those, in input order."""
         ...
 
+    def prepare_batch(self, trades: Sequence[Trade]) -> None:
+        """Work the store can do on validated trades ahead of their `insert_trades`, on the caller's thread
+        (ingest calls it on its validation thread, so the writer only writes); nothing if it has none."""
+        ...
+
     async def candles(self, query: CandleQuery) -> list[tuple[int, Aggregate]]:
         """Non-empty buckets selected by `query`, as (open time, aggregate), oldest first."""
         ...

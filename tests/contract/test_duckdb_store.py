@@ -87,7 +87,30 @@ async def test_concurrent_batches_share_one_transaction_and_count_each_trade_onc
         statements = store.round_trips - before
 
         assert results == [trades[10:40], trades[40:70], trades[70:90]]
-        assert statements == 2  # insert trades, merge them into the rollups (one statement): once for all three
+        # Some not new, one key repeated within the group: the insert is redone with the first copies only,
+        # returning the new rows; then one merge.
+        assert statements == 3
+        assert as_exact(await store.candles(query(Timeframe.M1))) == as_exact(  # type: ignore[arg-type]
+            list(buckets(trades, Timeframe.M1.bucket_start).items())
+        )
+    finally:
+        await store.close()
+
+
+async def test_new_trades_cost_one_insert_and_one_merge_and_stored_ones_a_second_insert(tmp_path: Path) -> None:
+    store = DuckDBTradeStore(tmp_path / "t.duckdb")
+    trades = make_trades(seed=15, count=80, start_us=T0, spacing_us=1_000_000, exchanges=("a", "b"))
+    try:
+        await store.insert_trades(trades[:10])
+        before = store.round_trips
+        results = await asyncio.gather(store.insert_trades(trades[10:30]), store.insert_trades(trades[30:50]))
+        assert results == [trades[10:30], trades[30:50]]
+        assert store.round_trips - before == 2  # insert (counting only), merge: once for both
+
+        before = store.round_trips
+        results = await asyncio.gather(store.insert_trades(trades[0:20]), store.insert_trades(trades[50:80]))
+        assert results == [[], trades[50:80]]
+        assert store.round_trips - before == 3  # the insert again, returning the new rows; merge
         assert as_exact(await store.candles(query(Timeframe.M1))) == as_exact(  # type: ignore[arg-type]
             list(buckets(trades, Timeframe.M1.bucket_start).items())
         )

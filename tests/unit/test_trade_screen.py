@@ -126,11 +126,12 @@ def test_whatever_the_screen_accepts_the_rules_accept_identically() -> None:
 
 
 def test_a_received_trade_without_a_time_is_never_vouched_for_in_bulk() -> None:
-    # convert.received_columns reads every field of a message in one call and no longer asks HasField:
-    # an absent time reads as 0, which the bulk checks must refuse so the per-trade rules name it.
+    # convert.received_columns reads the columns without asking HasField of each trade: a trade without
+    # a time must not get through the bulk checks, so that the per-trade rules name it.
     from google.protobuf.timestamp_pb2 import Timestamp
 
     from wadm_grpc.api.grpc import convert
+    from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
     from wadm_grpc.pb.wadm.market.v1 import trade_pb2
 
     def message(trade_id: str, time: Timestamp | None) -> trade_pb2.Trade:
@@ -141,10 +142,10 @@ def test_a_received_trade_without_a_time_is_never_vouched_for_in_bulk() -> None:
         return found
 
     timed = [message(str(i), Timestamp(seconds=T0 // 1_000_000 + i)) for i in range(3)]
-    columns = convert.received_columns(timed)
+    columns = convert.received_columns(ingest_pb.PublishTradesRequest(trades=timed))
     assert columns is not None and screen(columns, latest_us=LATEST) is not None
 
-    columns = convert.received_columns([*timed, message("9", None)])
+    columns = convert.received_columns(ingest_pb.PublishTradesRequest(trades=[*timed, message("9", None)]))
     assert columns is None or screen(columns, latest_us=LATEST) is None
     with pytest.raises(InvalidArgumentError, match="time"):
         parse_trades([convert.trade_input(m) for m in [*timed, message("9", None)]], latest_us=LATEST)

@@ -19,7 +19,7 @@ from typing import Protocol
 from wadm_grpc.domain.errors import OutOfRangeError, ResourceExhaustedError, UnavailableError, WadmError
 from wadm_grpc.domain.stream_position import ZERO_ID, Chunk, Cursor, Mark, StreamId, StreamPosition
 from wadm_grpc.domain.trade import Trade
-from wadm_grpc.domain.trade_batch import TradeBatch, TradeColumns, symbols_of
+from wadm_grpc.domain.trade_batch import TradeBatch, symbols_of
 from wadm_grpc.ports import Subscription
 
 DEFAULT_BUFFER_TRADES = 10_000
@@ -442,9 +442,7 @@ class InProcessTradeBus:
 def _part(trades: Sequence[Trade], start: int, end: int) -> Sequence[Trade]:
     """trades[start:end], column by column for a TradeBatch (whose Trade objects are built only if needed)."""
     if isinstance(trades, TradeBatch):
-        c = trades.columns
-        names = TradeColumns.__dataclass_fields__
-        return TradeBatch(TradeColumns(**{name: getattr(c, name)[start:end] for name in names}))
+        return trades.sliced(start, end)
     return trades[start:end]
 
 

@@ -41,13 +41,45 @@ class TradeColumns:
 
 class TradeBatch(Sequence[Trade]):
     """A sequence of validated trades held as columns; the Trade objects are built on first use (ingest
-    without live subscribers never needs them)."""
+    without live subscribers never needs them). A batch joined from others keeps them as `parts` and
+    joins their columns only if asked. `rows` is free for the store to keep the batch in its own form,
+    built ahead of the write (`TradeStore.prepare_batch`, on a worker thread, not the writer's)."""
 
-    __slots__ = ("_trades", "columns")
+    __slots__ = ("_columns", "_trades", "parts", "rows")
 
-    def __init__(self, columns: TradeColumns) -> None:
-        self.columns = columns
+    def __init__(self, columns: TradeColumns | None, parts: tuple[TradeBatch, ...] = ()) -> None:
+        self._columns = columns
+        self.parts = parts
+        self.rows: object = None
         self._trades: list[Trade] | None = None
+
+    @classmethod
+    def of_parts(cls, parts: Sequence[TradeBatch]) -> TradeBatch:
+        """The parts as one batch, in order."""
+        flat = tuple(chain.from_iterable(part.parts or (part,) for part in parts))
+        return cls(None, flat)
+
+    @property
+    def columns(self) -> TradeColumns:
+        """The trades column by column (a joined batch's are joined on first use)."""
+        if self._columns is None:
+            names = TradeColumns.__dataclass_fields__
+            self._columns = TradeColumns(
+                **{name: list(chain.from_iterable(getattr(p.columns, name) for p in self.parts)) for name in names}
+            )
+        return self._columns
+
+    def sliced(self, start: int, end: int) -> TradeBatch:
+        """Trades [start:end) as a batch, column by column (within one part, without joining the parts)."""
+        offset = 0
+        for part in self.parts:
+            if offset <= start and end <= offset + len(part):
+                return part.sliced(start - offset, end - offset)
+            offset += len(part)
+        c = self.columns
+        return TradeBatch(
+            TradeColumns(**{name: getattr(c, name)[start:end] for name in TradeColumns.__dataclass_fields__})
+        )
 
     @property
     def trades(self) -> list[Trade]:
@@ -76,7 +108,9 @@ class TradeBatch(Sequence[Trade]):
         return self.trades[index]
 
     def __len__(self) -> int:
-        return len(self.columns.trade_id)
+        if self._columns is None:
+            return sum(map(len, self.parts))
+        return len(self._columns.trade_id)
 
     def __iter__(self) -> Iterator[Trade]:
         return iter(self.trades)
@@ -111,8 +145,5 @@ def join(parts: Sequence[Sequence[Trade]]) -> Sequence[Trade]:
     if len(parts) == 1:
         return parts[0]
     if parts and all(isinstance(part, TradeBatch) for part in parts):
-        batches = [part for part in parts if isinstance(part, TradeBatch)]
-        names = TradeColumns.__dataclass_fields__
-        joined = {name: list(chain.from_iterable(getattr(b.columns, name) for b in batches)) for name in names}
-        return TradeBatch(TradeColumns(**joined))
+        return TradeBatch.of_parts([part for part in parts if isinstance(part, TradeBatch)])
     return [trade for part in parts for trade in part]

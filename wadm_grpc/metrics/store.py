@@ -20,6 +20,9 @@ class TimedTradeStore:
         self._accepted = metrics.ingest_trades.labels("accepted")
         self._duplicate = metrics.ingest_trades.labels("duplicate")
 
+    def prepare_batch(self, trades: Sequence[Trade]) -> None:
+        self._store.prepare_batch(trades)
+
     async def insert_trades(self, trades: Sequence[Trade]) -> Sequence[Trade]:
         start = time.perf_counter()
         try:

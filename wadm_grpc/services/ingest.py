@@ -72,13 +72,16 @@ class IngestService:
 
     def validate_received(self, received: ReceivedColumns) -> TradeBatch | None:
         """The fast path of `validate`: the batch's trades when bulk checks find every one plainly valid,
-        else None (then `validate` on the same trades names what is wrong, or accepts them)."""
+        else None (then `validate` on the same trades names what is wrong, or accepts them). The store
+        prepares what it can of their write here, on the caller's (validation) thread."""
         if len(received) > MAX_BATCH:
             return None
         self._yield_to_reads()
-        checked = screen(received, latest_us=self._clock.now_us() + self._max_future_us)
+        batch = screen(received, latest_us=self._clock.now_us() + self._max_future_us)
+        if batch is not None:
+            self._store.prepare_batch(batch)
         self._yield_to_reads()  # and before the next message's reading starts (the caller's next step)
-        return checked
+        return batch
 
     def _yield_to_reads(self) -> None:
         """On a worker thread, wait (bounded) for a quiet moment between uncached reads; on the event

@@ -199,6 +199,10 @@ class GatedTradeStore:
         """Ingest is not shed here (its own calls bound it)."""
         return await self.inner.insert_trades(trades)
 
+    def prepare_batch(self, trades: Sequence[Trade]) -> None:
+        """Straight through."""
+        self.inner.prepare_batch(trades)
+
     async def candles(self, query: CandleQuery) -> list[tuple[int, Aggregate]]:
         """Gated."""
         return await self.gate.run(lambda: at_home(lambda: self.inner.candles(query)))

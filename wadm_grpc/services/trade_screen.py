@@ -70,8 +70,10 @@ def text_columns_plainly_valid(ids: pa.Array, price: pa.Array, quantity: pa.Arra
 
 def warm_up() -> None:
     """pyarrow imports pandas (when installed) on its first conversion of a Python list, ~0.5 s on the
-    2-core machine: call this at startup, so the first ingest message does not pay it (issue 12 profile)."""
+    2-core machine, and pyarrow.acero on its first group-by (~35 ms, the store's first write): call this
+    at startup, so the first ingest message does not pay them (issue 12 profile)."""
     pa.array(["warm-up"], pa.string())
+    pa.table({"key": ["warm-up"]}).group_by(["key"], use_threads=False).aggregate([])  # imports pyarrow.acero
 
 
 def screen(received: ReceivedColumns, *, latest_us: int) -> TradeBatch | None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from operator import attrgetter
+from typing import cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from wadm_grpc.api.grpc import wire_columns
 from wadm_grpc.domain.aggregate import Aggregate, AggregateText, Candle, SymbolSummary
 from wadm_grpc.domain.decimals import to_wire
 from wadm_grpc.domain.errors import Violations
@@ -16,6 +17,7 @@ from wadm_grpc.domain.timeframe import Timeframe
 from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.domain.trade_input import ReceivedColumns, TradeInput
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
+from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
 from wadm_grpc.pb.wadm.market.v1 import trade_pb2
 
 NANOS_PER_MICRO = 1_000
@@ -127,35 +129,21 @@ def trade_input(message: trade_pb2.Trade) -> TradeInput:
     )
 
 
-# A received trade's fields in one C-level call per message (a Python attribute access per field was most
-# of the cost of reading a 10,000-trade message). An absent `time` reads as 0 s: the screen never vouches
-# for a time <= 0, so such a batch gets the per-trade rules, which name the missing field.
-_RECEIVED_FIELDS = attrgetter(
-    "exchange", "symbol", "trade_id", "price", "quantity", "side", "time.seconds", "time.nanos"
-)
-
-
-def received_columns(messages: Sequence[trade_pb2.Trade]) -> ReceivedColumns | None:
-    """A batch of received trades column by column (unvalidated), or None when a time is not a valid
-    microsecond Timestamp (then `trade_input` per trade says what is wrong)."""
-    rows = list(map(_RECEIVED_FIELDS, messages))  # one pass: each pass over a repeated field wraps every element
-    if not rows:
-        return None
-    exchange, symbol, trade_id, price, quantity, side, seconds, nanos = (
-        list(column) for column in zip(*rows, strict=True)
-    )
-    if min(seconds) < MIN_TIMESTAMP_SECONDS or max(seconds) > MAX_TIMESTAMP_SECONDS:
-        return None
-    if min(nanos) < 0 or max(nanos) >= NANOS_PER_SECOND or any(map(NANOS_PER_MICRO.__rmod__, nanos)):
+def received_columns(request: ingest_pb.PublishTradesRequest) -> ReceivedColumns | None:
+    """A message's trades column by column (unvalidated), read without Python per trade; None when some
+    trade has a field at its default or a time that is not a whole microsecond after the epoch (then
+    `trade_input` per trade says what is wrong). Drops the request's unknown fields (ignored anyway)."""
+    found = wire_columns.columns(request)
+    if found is None:
         return None
     return ReceivedColumns(
-        exchange=exchange,
-        symbol=symbol,
-        trade_id=trade_id,
-        price=price,
-        quantity=quantity,
-        side=list(map(SIDES.get, side)),
-        time_us=[s * 1_000_000 + n // NANOS_PER_MICRO for s, n in zip(seconds, nanos, strict=True)],
+        exchange=found.exchange,
+        symbol=found.symbol,
+        trade_id=found.trade_id,
+        price=found.price,
+        quantity=found.quantity,
+        side=list(map(SIDES.get, cast(list[trade_pb2.Side.ValueType], found.side))),
+        time_us=found.time_us.to_pylist(),
     )
 
 

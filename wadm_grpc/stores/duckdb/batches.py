@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 
 from wadm_grpc.domain.decimals import MAX_SCALE, multiply
 from wadm_grpc.domain.trade import Trade
-from wadm_grpc.domain.trade_batch import TradeColumns, columns_of
+from wadm_grpc.domain.trade_batch import TradeBatch, TradeColumns, columns_of
 
 # DECIMAL(38, 18) on the Arrow side.
 ARROW_DECIMAL = pa.decimal128(38, MAX_SCALE)
@@ -61,5 +61,19 @@ def columns_table(columns: TradeColumns) -> pa.Table:
 
 
 def trades_table(trades: Sequence[Trade]) -> pa.Table:
-    """Trades as rows of the `trades` table (columns in TRADE_COLUMNS order)."""
+    """Trades as rows of the `trades` table (columns in TRADE_COLUMNS order): those `prepare` built ahead
+    are taken as they are."""
+    if isinstance(trades, TradeBatch):
+        if trades.parts:
+            return pa.concat_tables([trades_table(part) for part in trades.parts])
+        if isinstance(trades.rows, pa.Table):
+            return trades.rows
     return columns_table(columns_of(trades))
+
+
+def prepare(trades: Sequence[Trade]) -> None:
+    """Build a validated batch's rows now (on the caller's thread), so its write does not."""
+    if isinstance(trades, TradeBatch):
+        for part in trades.parts or (trades,):
+            if part.rows is None:
+                part.rows = columns_table(part.columns)

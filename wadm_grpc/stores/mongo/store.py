@@ -198,6 +198,9 @@ class MongoTradeStore:
         ends at once when the deployment has no change streams."""
         return live.collector_trades(self._commands, state_key=f"{self._commands.names.trades}:change_stream")
 
+    def prepare_batch(self, trades: Sequence[Trade]) -> None:
+        """Nothing ahead: the documents are built by the write."""
+
     async def insert_trades(self, trades: Sequence[Trade]) -> Sequence[Trade]:
         if isinstance(trades, TradeBatch):  # validated columns: documents without Trade objects
             new: Sequence[Trade] = await self._insert_columns(trades)
