@@ -189,9 +189,11 @@ async def bootstrap(
     # Reads the services make on a cache miss pass the gate (load shedding); ingest and feeds use `store`.
     gate = None
     reads: TradeStore = store
-    # Uncached reads in flight, counted by the gate: large ingest batches yield to them (bounded).
-    activity = ReadActivity(max_wait_seconds=settings.ingest_yield_seconds) if settings.ingest_yield_seconds else None
+    activity: ReadActivity | None = None
     if settings.max_store_queries > 0:
+        # Uncached reads in flight, counted by the gate: large ingest batches yield to them (bounded).
+        if settings.ingest_yield_seconds > 0:
+            activity = ReadActivity(max_wait_seconds=settings.ingest_yield_seconds)
         loads = LoadsThread() if settings.loads_thread else None
         if loads is not None:
             closers.append(loads.aclose)
@@ -218,7 +220,7 @@ async def bootstrap(
             cache,
             clock=clock,
             max_future_seconds=settings.max_future_seconds,
-            reads=activity if gate is not None else None,
+            reads=activity,
         ),
         candles=CandleService(reads, clock, cache),
         symbols=SymbolService(reads),

@@ -117,3 +117,16 @@ async def test_large_batches_yield_to_reads_on_their_worker_thread_never_on_the_
         assert activity.yields >= 1
     finally:
         await app.close()
+
+
+async def test_no_yield_is_wired_when_it_is_turned_off(tmp_path: Path) -> None:
+    app = await bootstrap(
+        Settings(page_token_key=b"k", ingest_yield_seconds=0),
+        store=DuckDBTradeStore(tmp_path / "t.duckdb"),
+        clock=ManualClock(T0 + 60_000_000),
+    )
+    try:
+        assert app.gate is not None and app.gate.activity is None
+        assert await asyncio.to_thread(app.ingest.validate_received, columns(2000)) is not None
+    finally:
+        await app.close()

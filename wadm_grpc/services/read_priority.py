@@ -4,10 +4,11 @@ Why (issue 12): during a bulk ingest, the validation of each message (Python, ho
 writer's transactions share the server's two cores and its one interpreter lock with the reads. A read's
 own Python (decoding 500 candles, rendering them) and DuckDB's frequent re-takes of the GIL during a
 statement then wait behind the ingest: a 50 ms read took 150-700 ms. A read is one caller waiting; a
-bulk ingest is throughput. So before each ingest step (validating one message, starting one write) the
-ingest waits until no uncached read has been running for `quiet_seconds`, but never more than
-`max_wait_seconds` per step, so ingest goes on at a bounded pace even under reads that never stop.
-A step that has started is not interrupted: the yield is between steps, never inside a transaction.
+bulk ingest is throughput. So between the validation steps of a large message (before screening it,
+and before the next message is read) the ingest waits until no uncached read has run for
+`quiet_seconds`, but never more than `max_wait_seconds` per wait, so ingest goes on at a bounded pace
+even under reads that never stop. The writer is not held up (a transaction that waited would only be
+larger, and no shorter), and a step that has started is never interrupted.
 """
 
 from __future__ import annotations
