@@ -48,6 +48,7 @@ from wadm_grpc.services.live_candles import LiveCandleService
 from wadm_grpc.services.orderbook import OrderbookService
 from wadm_grpc.services.page_tokens import PageTokens
 from wadm_grpc.services.read_cache import CacheTtls, ReadCache
+from wadm_grpc.services.read_priority import ReadActivity
 from wadm_grpc.services.resume_tokens import ResumeTokens
 from wadm_grpc.services.shedding import GatedTradeStore, LoadsThread, StoreQueryGate
 from wadm_grpc.services.stats import StatsService
@@ -188,7 +189,11 @@ async def bootstrap(
     # Reads the services make on a cache miss pass the gate (load shedding); ingest and feeds use `store`.
     gate = None
     reads: TradeStore = store
+    activity: ReadActivity | None = None
     if settings.max_store_queries > 0:
+        # Uncached reads in flight, counted by the gate: large ingest batches yield to them (bounded).
+        if settings.ingest_yield_seconds > 0:
+            activity = ReadActivity(max_wait_seconds=settings.ingest_yield_seconds)
         loads = LoadsThread() if settings.loads_thread else None
         if loads is not None:
             closers.append(loads.aclose)
@@ -198,6 +203,7 @@ async def bootstrap(
             max_wait_seconds=settings.store_queue_seconds,
             on_shed=access.events.shed,
             loads=loads,
+            activity=activity,
         )
         reads = GatedTradeStore(store, gate)
         cache.gate = gate
@@ -208,7 +214,14 @@ async def bootstrap(
         bus=bus,
         clock=clock,
         cache=cache,
-        ingest=IngestService(store, bus, cache, clock=clock, max_future_seconds=settings.max_future_seconds),
+        ingest=IngestService(
+            store,
+            bus,
+            cache,
+            clock=clock,
+            max_future_seconds=settings.max_future_seconds,
+            reads=activity,
+        ),
         candles=CandleService(reads, clock, cache),
         symbols=SymbolService(reads),
         stats=StatsService(reads, clock, cache),

@@ -85,6 +85,9 @@ class Settings:
     store_queue: int = 32
     store_queue_seconds: float = 0.5
     loads_thread: bool = True  # cache-miss loads run on a thread of their own (services/shedding.py)
+    # Longest an ingest step (validating one message) waits for a quiet moment between uncached reads
+    # (services/read_priority.py); 0: ingest never yields.
+    ingest_yield_seconds: float = 0.3
     grpc_max_message_bytes: int = 4 * 1024 * 1024
     grpc_max_concurrent_streams: int = DEFAULT_CALLS_PER_CHANNEL  # the clients pool connections of this size
     grpc_min_ping_interval_seconds: float = 10.0
@@ -285,6 +288,7 @@ def _access_values(env: Mapping[str, str]) -> dict[str, Any]:
         ("WADM_MAX_STORE_QUERIES", "max_store_queries", int, 0, 1024),
         ("WADM_STORE_QUEUE", "store_queue", int, 0, 100_000),
         ("WADM_STORE_QUEUE_SECONDS", "store_queue_seconds", float, 0, 60),
+        ("WADM_INGEST_YIELD_SECONDS", "ingest_yield_seconds", float, 0, 10),
         ("WADM_GRPC_MAX_MESSAGE_BYTES", "grpc_max_message_bytes", int, 64 * 1024, 1024**3),
         ("WADM_GRPC_MAX_CONCURRENT_STREAMS", "grpc_max_concurrent_streams", int, 1, 10**6),
         ("WADM_GRPC_MIN_PING_INTERVAL_SECONDS", "grpc_min_ping_interval_seconds", float, 0, 3600),

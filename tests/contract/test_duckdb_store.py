@@ -407,3 +407,44 @@ async def test_the_symbol_list_is_served_without_a_statement_until_the_next_writ
         assert store.round_trips == statements + 1  # read afresh
     finally:
         await store.close()
+
+
+async def test_clustered_history_is_read_in_one_window_once_a_read_found_its_reach(tmp_path: Path) -> None:
+    # Issue 12: a sparse past and a dense last hour (an ingest into a quiet market) fool the density
+    # estimate into too short a first window. The window the last read of the same shape needed is
+    # remembered, so the next reads take one statement, and every answer stays exact.
+    store = DuckDBTradeStore(tmp_path / "t.duckdb", read_threads=1)  # one reader: one cursor, prepared once
+    sparse = make_trades(seed=37, count=700, start_us=T0, spacing_us=3 * HOUR_US + 7)
+    end_us = sparse[-1].time_us
+    other = make_trades(seed=38, count=3, start_us=T0, spacing_us=MINUTE_US, symbols=("ETHUSDT",))
+    dense = [
+        replace(t, trade_id=f"d-{t.trade_id}")
+        for t in make_trades(seed=39, count=3000, start_us=end_us + HOUR_US, spacing_us=1_200_000)
+    ]
+    more = [
+        replace(t, trade_id=f"m-{t.trade_id}")
+        for t in make_trades(seed=40, count=1500, start_us=dense[-1].time_us + 1, spacing_us=1_200_000)
+    ]
+    stored: list[Trade] = []
+
+    async def newest_500() -> int:
+        statements = store.round_trips
+        got = await store.candles(query(Timeframe.M1, limit=500))
+        expected = list(buckets(stored, Timeframe.M1.bucket_start).items())[-500:]
+        assert as_exact(got) == as_exact(expected)  # type: ignore[arg-type]
+        return store.round_trips - statements
+
+    try:
+        for batch in (sparse, other):
+            await store.insert_trades(batch)
+            stored += [t for t in batch if t.symbol == "BTCUSDT"]
+        await store.candles(query(Timeframe.M1, symbol="ETHUSDT", limit=5))  # prepares the statement, bounds read
+        await store.insert_trades(dense)  # widens the remembered bounds: no bounds statement below
+        stored += dense
+        assert await newest_500() > 1  # the density estimate alone falls short: widening windows
+        assert await newest_500() == 1  # the reach the last read needed
+        await store.insert_trades(more)
+        stored += more
+        assert await newest_500() == 1  # still enough after more trades at the newest end
+    finally:
+        await store.close()

@@ -26,3 +26,10 @@ def test_environment_overrides() -> None:
 def test_bad_values_say_which_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+def test_ingest_yields_to_reads_for_a_bounded_time_or_never() -> None:
+    assert Settings.from_env({}).ingest_yield_seconds == 0.3
+    assert Settings.from_env({"WADM_INGEST_YIELD_SECONDS": "0"}).ingest_yield_seconds == 0
+    with pytest.raises(SettingsError, match="WADM_INGEST_YIELD_SECONDS"):
+        Settings.from_env({"WADM_INGEST_YIELD_SECONDS": "-1"})

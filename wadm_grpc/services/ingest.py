@@ -13,6 +13,7 @@ from wadm_grpc.domain.trade_batch import TradeBatch
 from wadm_grpc.domain.trade_input import ReceivedColumns, TradeInput, parse_trades
 from wadm_grpc.ports import Clock, TradeBus, TradeStore
 from wadm_grpc.services.read_cache import ReadCache
+from wadm_grpc.services.read_priority import ReadActivity
 from wadm_grpc.services.trade_screen import screen, warm_up
 
 MAX_BATCH = 10_000
@@ -37,9 +38,19 @@ class IngestService:
     """The one way trades get in: PublishTrades, the CSV importer and the demo feed all come here."""
 
     def __init__(
-        self, store: TradeStore, bus: TradeBus, cache: ReadCache, *, clock: Clock, max_future_seconds: float
+        self,
+        store: TradeStore,
+        bus: TradeBus,
+        cache: ReadCache,
+        *,
+        clock: Clock,
+        max_future_seconds: float,
+        reads: ReadActivity | None = None,
     ) -> None:
+        """`reads`: uncached reads in flight; the validation of large batches (on worker threads) yields to
+        them between steps (services/read_priority.py)."""
         self._store = store
+        self._reads = reads
         self._bus = bus
         self._cache = cache
         self._clock = clock
@@ -65,10 +76,22 @@ class IngestService:
         prepares what it can of their write here, on the caller's (validation) thread."""
         if len(received) > MAX_BATCH:
             return None
+        self._yield_to_reads()
         batch = screen(received, latest_us=self._clock.now_us() + self._max_future_us)
         if batch is not None:
             self._store.prepare_batch(batch)
+        self._yield_to_reads()  # and before the next message's reading starts (the caller's next step)
         return batch
+
+    def _yield_to_reads(self) -> None:
+        """On a worker thread, wait (bounded) for a quiet moment between uncached reads; on the event
+        loop (small batches are validated there), never."""
+        if self._reads is None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._reads.wait_quiet()
 
     async def store_trades(self, trades: Sequence[Trade]) -> IngestResult:
         """Store already validated trades; publish the new ones, in ingest order.

@@ -27,6 +27,7 @@ from wadm_grpc.domain.aggregate import Aggregate, SymbolSummary, WindowStats
 from wadm_grpc.domain.errors import UnavailableError
 from wadm_grpc.domain.trade import Trade
 from wadm_grpc.ports import CandleQuery, TradeQuery, TradeStore
+from wadm_grpc.services.read_priority import ReadActivity
 
 T = TypeVar("T")
 
@@ -104,7 +105,8 @@ async def at_home(read: Callable[[], Awaitable[T]]) -> T:
 class StoreQueryGate:
     """At most `max_running` reads at once; up to `max_queued` more wait, each at most `max_wait_seconds`
     and never past its call's deadline; any other read is refused at once. With `loads`, a read given
-    with `off_loop=True` (a whole cache-miss load) runs on that thread once it holds a slot."""
+    with `off_loop=True` (a whole cache-miss load) runs on that thread once it holds a slot. With
+    `activity`, every read holding a slot is counted there (ingest yields to them)."""
 
     def __init__(
         self,
@@ -114,11 +116,13 @@ class StoreQueryGate:
         max_wait_seconds: float,
         on_shed: Callable[[str], None] | None = None,
         loads: LoadsThread | None = None,
+        activity: ReadActivity | None = None,
     ) -> None:
         self.max_running = max_running
         self.max_queued = max_queued
         self.max_wait_seconds = max_wait_seconds
         self.loads = loads
+        self.activity = activity
         self._slots = asyncio.Semaphore(max_running)
         self._waiting = 0
         self._on_shed = on_shed
@@ -169,11 +173,16 @@ class StoreQueryGate:
         else:
             await self._slots.acquire()
         token = _holding.set(True)
+        activity = self.activity
+        if activity is not None:
+            activity.begin()
         try:
             if off_loop and self.loads is not None:
                 return await self.loads.run(read)
             return await read()
         finally:
+            if activity is not None:
+                activity.end()
             _holding.reset(token)
             self._slots.release()
 

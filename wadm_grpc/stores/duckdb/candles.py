@@ -5,12 +5,15 @@ Why (issue 12): planning and binding a candle statement cost DuckDB about as muc
 read cursor PREPAREs each shape (tier, timeframe, number of exchanges, order) once and EXECUTEs it with
 literal arguments (DuckDB's EXECUTE takes no `?` parameters; the names are validated and quoted). The
 first window is as long as should hold `limit` non-empty buckets at the market's average trade density,
-so sparse history is read in one statement, not in a series of 4x-widening misses.
+so sparse history is read in one statement, not in a series of 4x-widening misses; where the history is
+clustered (a sparse past, a dense last hour), the window the last read of the same shape needed is
+remembered and the next read starts there (`CandleReach`).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping, MutableSet
 
 from wadm_grpc.domain.aggregate import Aggregate
@@ -74,6 +77,44 @@ class MarketBounds:
         return bounds
 
 
+class CandleReach:
+    """How far back (or forward) from its anchor bucket the last read of each candle query shape had to
+    look for its candles, so the next read of that shape starts with a window that holds them.
+
+    Why (issue 12): the density estimate assumes trades spread evenly over the market's history; an
+    ingest of the last hour into a sparse market makes it think 500 1m candles lie within a few
+    thousand minutes, and every read during the ingest paid two or three widening statements instead
+    of one. A hint never changes what a read returns (the widening windows still follow), only where it
+    starts; each read replaces it with what it found, so a hint that grew too wide is corrected by the
+    next read.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        self._reach: dict[tuple[str, tuple[str, ...], str, bool], tuple[int, int]] = {}
+
+    def buckets(self, query: CandleQuery) -> int:
+        """Buckets the last read of this shape needed for `query.limit` candles (scaled), 0 if unknown."""
+        known = self._reach.get(_shape(query))
+        if known is None:
+            return 0
+        limit, reach = known
+        return math.ceil(reach * query.limit / limit)
+
+    def found(self, query: CandleQuery, limit: int, reach: int) -> None:
+        """A read of `query` found `limit` candles within `reach` buckets of its anchor."""
+        reaches, shape = self._reach, _shape(query)
+        with self._lock:  # reader threads race here
+            if len(reaches) >= self._max_entries and shape not in reaches:
+                del reaches[next(iter(reaches))]  # the oldest entry
+            reaches[shape] = (limit, reach)
+
+
+def _shape(query: CandleQuery) -> tuple[str, tuple[str, ...], str, bool]:
+    return (query.symbol, query.exchanges, query.timeframe.label, query.newest_first)
+
+
 def literal(value: str) -> str:
     """A SQL string literal (EXECUTE takes literals only)."""
     return "'" + value.replace("'", "''") + "'"
@@ -88,9 +129,10 @@ def first_span_buckets(limit: int, bucket_us: int, first_us: int, last_us: int, 
 
 
 def read_candles(
-    cursor: Cursor, prepared: MutableSet[str], bounds: MarketBounds, query: CandleQuery
+    cursor: Cursor, prepared: MutableSet[str], bounds: MarketBounds, query: CandleQuery, reach: CandleReach
 ) -> list[tuple[int, Aggregate]]:
-    """The query's candles, oldest first. `prepared`: the statement names this cursor has prepared."""
+    """The query's candles, oldest first. `prepared`: the statement names this cursor has prepared;
+    `reach`: where earlier reads of the same shape found their candles (read and updated)."""
     row = bounds.read(cursor, query.symbol, query.exchanges)
     if row is None:
         return []
@@ -98,7 +140,7 @@ def read_candles(
     size = timeframe.micros
     first = timeframe.bucket_start(row[0])
     last = timeframe.bucket_start(row[1])
-    span = first_span_buckets(query.limit, size, row[0], row[1], int(row[2]))
+    span = max(first_span_buckets(query.limit, size, row[0], row[1], int(row[2])), reach.buckets(query))
     if query.start_us is not None:
         first = max(first, -(-(query.start_us - timeframe.offset_us) // size) * size + timeframe.offset_us)
     if query.end_us is not None:
@@ -126,4 +168,10 @@ def read_candles(
         rows = cursor.execute(f"EXECUTE {name}({names}, {window_low}, {window_high + size}, {wanted})").fetchall()
         found.extend((open_time, aggregate_of(rest)) for open_time, *rest in rows)
     found.sort(key=lambda item: item[0])
+    if len(found) >= query.limit:  # the farthest candle from the anchor bounds what the next read needs
+        far = (last - found[0][0]) if query.newest_first else (found[-1][0] - first)
+    else:  # fewer than asked: every window was read
+        far = last - first
+    if far >= 0:
+        reach.found(query, query.limit, far // size + 1)
     return found

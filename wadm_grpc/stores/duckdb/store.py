@@ -26,7 +26,7 @@ from wadm_grpc.domain.trade_batch import TradeBatch, columns_of
 from wadm_grpc.ports import CandleQuery, TradeQuery
 from wadm_grpc.stores.duckdb import batches, sql
 from wadm_grpc.stores.duckdb.batches import TRADE_COLUMNS, trades_table
-from wadm_grpc.stores.duckdb.candles import Bounds, MarketBounds, read_candles
+from wadm_grpc.stores.duckdb.candles import Bounds, CandleReach, MarketBounds, read_candles
 from wadm_grpc.stores.duckdb.reads import Cursor, read_trades, window_stats
 from wadm_grpc.stores.duckdb.rollups import RollupMerger
 
@@ -52,6 +52,7 @@ class DuckDBTradeStore:
         self._writer = ThreadPoolExecutor(1, "duckdb-write", initializer=self._open_cursor)
         self._merger = RollupMerger()  # used by the writer thread only
         self._bounds = MarketBounds()
+        self._reach = CandleReach()
         # ListSymbols answers by exchanges, with the write generation they were read in (as MarketBounds):
         # one row per market, polled by clients, served without a statement until the next write.
         self._writes = 0
@@ -215,7 +216,9 @@ class DuckDBTradeStore:
     # -- reads --------------------------------------------------------------------------------------
 
     async def candles(self, query: CandleQuery) -> list[tuple[int, Aggregate]]:
-        return await self._read(lambda cursor: read_candles(cursor, self._local.prepared, self._bounds, query))
+        return await self._read(
+            lambda cursor: read_candles(cursor, self._local.prepared, self._bounds, query, self._reach)
+        )
 
     async def symbols(self, exchanges: tuple[str, ...]) -> list[SymbolSummary]:
         generation = self._writes  # before the statement: a write meanwhile voids what it reads
