@@ -80,14 +80,16 @@ async def test_request_ids_are_returned_and_in_every_log_line_of_the_call(tmp_pa
         process.send_signal(signal.SIGTERM)
         assert await process.wait() == 0
 
-    assert request_id(await sent.initial_metadata()) == "trace-abc-123"
-    made_id = request_id(await made.initial_metadata())
-    insane_id = request_id(await insane.initial_metadata())
+    # Returned in trailing metadata on every call (unary ones too: their initial metadata goes with the answer).
+    assert request_id(await sent.trailing_metadata()) == "trace-abc-123"
+    made_id = request_id(await made.trailing_metadata())
+    insane_id = request_id(await insane.trailing_metadata())
+    assert request_id(await malformed.trailing_metadata()) == "malformed-1"
     assert made_id is not None and GENERATED.fullmatch(made_id)
     assert insane_id is not None and GENERATED.fullmatch(insane_id)
     assert malformed_code == grpc.StatusCode.INVALID_ARGUMENT
     assert stream_code == grpc.StatusCode.INVALID_ARGUMENT
-    assert request_id(stream_trailers) == "stream-9"  # streams: in trailing metadata
+    assert request_id(stream_trailers) == "stream-9"
     assert forwarded.headers["x-request-id"] == "http-7"
     assert GENERATED.fullmatch(fresh.headers["x-request-id"])
 

@@ -115,12 +115,12 @@ class AccessInterceptor(WrappingInterceptor):
         except WadmError as error:
             if isinstance(error, RateLimitedError):
                 decision = error.decision
-            context.set_trailing_metadata(rate_limit_metadata(decision))
+            context.set_trailing_metadata((*(context.trailing_metadata() or ()), *rate_limit_metadata(decision)))
             await abort(context, error, rpc=method.rsplit("/", 1)[-1])
         extra = rate_limit_metadata(decision)
         if not extra:
             return caller, context, counted
-        context.set_trailing_metadata(extra)
+        context.set_trailing_metadata((*(context.trailing_metadata() or ()), *extra))
         return caller, _Context(context, extra), counted
 
     def _done(self, caller: Caller | None, context: Any, counted: bool) -> None:

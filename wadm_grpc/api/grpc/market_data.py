@@ -58,7 +58,7 @@ def _send_ttl(context: Context, answer: bytes) -> bytes:
     ttl = answer_ttl_seconds.get()
     if ttl is not None:
         answer_ttl_seconds.set(None)
-        context.set_trailing_metadata(((CACHE_TTL_METADATA, f"{ttl:g}"),))
+        context.set_trailing_metadata((*(context.trailing_metadata() or ()), (CACHE_TTL_METADATA, f"{ttl:g}")))
     return answer
 
 

@@ -3,9 +3,10 @@
 Stream messages and bytes are counted in the (de)serializers, which grpc.aio runs in the call's own
 task: that sees every message whether a handler yields it or writes it (StreamTrades writes). A unary
 answer is serialised after the handler returns, so it is counted as it is returned. The request id comes
-from `x-request-id` when sane, else is made; it is sent back as initial metadata for unary answers (sent
-before the handler runs) and as trailing metadata for streams (whose handlers send the initial metadata
-themselves, once subscribed: the gateway's signal that a stream was accepted).
+from `x-request-id` when sane, else is made; it is sent back as trailing metadata on every call (streams
+send their initial metadata themselves, once subscribed: the gateway's signal that a stream was accepted;
+a unary call's initial metadata goes out with its answer: sending it apart, as before, was one more
+operation of grpc's core per call, ~10% of a cached answer's cost on the 2-core machine, issue 12).
 """
 
 from __future__ import annotations
@@ -116,8 +117,6 @@ class ObservingInterceptor(WrappingInterceptor):
 
             async def plain(request: Any, context: Context) -> Any:
                 call = observe.begin(context, unary_request=not handler.request_streaming)
-                if not handler.response_streaming:
-                    await context.send_initial_metadata(((REQUEST_ID_METADATA, call.request_id),))
                 error: BaseException | None = None
                 try:
                     answer = await behavior(request, context)
@@ -174,7 +173,6 @@ class _Observer:
 
     def __init__(self, metrics: Metrics, kind: str, service: str, method: str, *, streaming: bool) -> None:
         self._metrics = metrics
-        self._response_streaming = kind in ("server_stream", "bidi_stream")
         self._labels = (kind, service, method)
         self._method = method
         self._path = f"{service}/{method}"
@@ -187,6 +185,7 @@ class _Observer:
         request_id = request_id_from(metadata.get(REQUEST_ID_METADATA))
         tally = _Tally(received=1 if unary_request else 0)
         tokens = (REQUEST_ID.set(request_id), _CALL.set(tally))
+        context.set_trailing_metadata(((REQUEST_ID_METADATA, request_id),))  # kept by an abort too
         self._series[face].started.inc()
         if self._streaming:
             self._metrics.stream_subscribers.labels(self._method).inc()
@@ -202,8 +201,8 @@ class _Observer:
         series.sent.inc(call.tally.sent)
         if self._streaming:
             self._metrics.stream_subscribers.labels(self._method).dec()
-        if self._response_streaming:
-            trailing = tuple(context.trailing_metadata() or ())
+        trailing = tuple(context.trailing_metadata() or ())
+        if not any(key == REQUEST_ID_METADATA for key, _ in trailing):
             context.set_trailing_metadata((*trailing, (REQUEST_ID_METADATA, call.request_id)))
         method = self._path
         if call.face == "grpc":
