@@ -67,7 +67,7 @@ def configure(*, level: str, json_lines: bool) -> None:
     """Route the root logger to stderr. Records skip what no line shows: the caller's file and line (a
     walk up the stack per record), thread and process names (the logging HOWTO's "Optimization"): one
     access line per call made them ~5% of a cached answer's cost (issue 12 profile)."""
-    logging._srcfile = None  # type: ignore[attr-defined]  # the documented switch for caller lookups
+    logging._srcfile = None  # the documented switch for caller lookups
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
