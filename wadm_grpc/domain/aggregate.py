@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
-from wadm_grpc.domain.decimals import divide, scale_of, subtract
+from wadm_grpc.domain.decimals import divide, scale_of, scale_of_text, subtract
 from wadm_grpc.domain.timeframe import Timeframe
 
 # VWAP is a quotient: it is rounded to the price precision plus this many digits.
@@ -63,7 +63,7 @@ class Aggregate:
         if self.trade_count == 0 or not self.volume:
             return None
         text = self.text
-        scale = scale_of(self.high) if text is None else _scale_of_text(text.high)
+        scale = scale_of(self.high) if text is None else scale_of_text(text.high)
         return divide(self.quote_volume, self.volume, scale + VWAP_EXTRA_DIGITS)
 
     def gap_after(self) -> Aggregate:
@@ -120,9 +120,3 @@ class WindowStats:
     symbol: str
     exchanges: tuple[str, ...]
     ohlcv: Aggregate
-
-
-def _scale_of_text(text: str) -> int:
-    """Digits after the point of a plain decimal string (cheaper than Decimal.as_tuple)."""
-    point = text.find(".")
-    return 0 if point < 0 else len(text) - point - 1

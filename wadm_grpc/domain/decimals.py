@@ -44,6 +44,12 @@ def scale_of(value: Decimal) -> int:
     return max(0, -exponent)
 
 
+def scale_of_text(text: str) -> int:
+    """Digits after the point of a plain decimal string ("1.50" -> 2; cheaper than Decimal.as_tuple)."""
+    point = text.find(".")
+    return 0 if point < 0 else len(text) - point - 1
+
+
 def with_scale(value: Decimal, scale: int) -> Decimal:
     """The same number written with exactly `scale` digits after the point (must not lose digits)."""
     return value.quantize(Decimal(1).scaleb(-scale), context=EXACT)

@@ -21,8 +21,8 @@ _QUANTITY = pa.decimal256(37, MAX_SCALE)
 TRADE_COLUMNS = "exchange symbol trade_id time_us price quantity quote price_scale quantity_scale is_buy".split()
 
 
-def _scales(text: pa.Array) -> pa.Array:
-    """Digits after the point of each plain decimal string."""
+def text_scales(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Digits after the point of each plain decimal string, as the trades table's UTINYINT."""
     point = pc.find_substring(text, ".")
     scale = pc.if_else(pc.less(point, 0), 0, pc.subtract(pc.subtract(pc.utf8_length(text), point), 1))
     return pc.cast(scale, pa.uint8())
@@ -53,8 +53,8 @@ def columns_table(columns: TradeColumns) -> pa.Table:
             "price": pc.cast(price, ARROW_DECIMAL),
             "quantity": pc.cast(quantity_text, ARROW_DECIMAL),
             "quote": quote,
-            "price_scale": _scales(price_text),
-            "quantity_scale": _scales(quantity_text),
+            "price_scale": text_scales(price_text),
+            "quantity_scale": text_scales(quantity_text),
             "is_buy": pa.array(columns.is_buy, pa.bool_()),
         }
     )

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from wadm_grpc.domain.errors import FailedPreconditionError
 from wadm_grpc.stores.duckdb import sql
-from wadm_grpc.stores.duckdb.batches import ARROW_DECIMAL, TRADE_COLUMNS
+from wadm_grpc.stores.duckdb.batches import ARROW_DECIMAL, TRADE_COLUMNS, text_scales
 from wadm_grpc.stores.duckdb.store import DuckDBTradeStore
 
 _PRICE = pa.decimal256(38, 18)
@@ -70,8 +70,8 @@ class DuckDBBulkLoader:
                 "price": pc.cast(price, ARROW_DECIMAL),
                 "quantity": pc.cast(quantity_text, ARROW_DECIMAL),
                 "quote": pc.cast(pc.multiply(price, quantity), ARROW_DECIMAL),
-                "price_scale": pc.cast(_scales(price_text), pa.uint8()),
-                "quantity_scale": pc.cast(_scales(quantity_text), pa.uint8()),
+                "price_scale": text_scales(price_text),
+                "quantity_scale": text_scales(quantity_text),
                 "is_buy": rows.column("is_buy"),
             }
         )
@@ -112,8 +112,3 @@ class DuckDBBulkLoader:
         finally:
             await self.store.close()
         return stale
-
-
-def _scales(text: pa.ChunkedArray) -> pa.ChunkedArray:
-    point = pc.find_substring(text, ".")
-    return pc.if_else(pc.less(point, 0), 0, pc.subtract(pc.subtract(pc.utf8_length(text), point), 1))

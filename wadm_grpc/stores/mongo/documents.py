@@ -11,7 +11,7 @@ from typing import Any
 from bson import Decimal128
 
 from wadm_grpc.domain.aggregate import Aggregate
-from wadm_grpc.domain.decimals import EXACT, scale_of, with_scale
+from wadm_grpc.domain.decimals import EXACT, scale_of, scale_of_text, with_scale
 from wadm_grpc.domain.errors import Violations
 from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.domain.trade_batch import TradeBatch, TradeColumns
@@ -134,12 +134,6 @@ def trade_documents(trades: Sequence[Trade]) -> list[Document]:
     return documents
 
 
-def _text_scale(text: str) -> int:
-    """Digits after the point of a plain decimal text (validated columns hold plain text only)."""
-    point = text.find(".")
-    return 0 if point < 0 else len(text) - point - 1
-
-
 def column_documents(columns: TradeColumns) -> list[Document]:
     """`trade_documents` of validated columns, built from the columns (issue 12): no Trade objects,
     Decimal128 straight from the decimal text (exponent kept, as from the Decimal), scales from the text;
@@ -156,8 +150,8 @@ def column_documents(columns: TradeColumns) -> list[Document]:
                 "timestamp": datetime_of_us(time_us),
                 "time_us": time_us,
                 "quote": Decimal128(EXACT.multiply(Decimal(price), Decimal(quantity))),
-                "price_scale": _text_scale(price),
-                "quantity_scale": _text_scale(quantity),
+                "price_scale": scale_of_text(price),
+                "quantity_scale": scale_of_text(quantity),
             }
             for exchange, symbol, trade_id, price, quantity, is_buy, time_us in zip(
                 columns.exchange,
