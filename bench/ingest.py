@@ -76,16 +76,7 @@ def _columns(now_us: int) -> list[TradeColumns]:
 
 def _request(columns: TradeColumns) -> ingest_pb.PublishTradesRequest:
     trades = []
-    for e, s, i, p, q, buy, t in zip(
-        columns.exchange,
-        columns.symbol,
-        columns.trade_id,
-        columns.price,
-        columns.quantity,
-        columns.is_buy,
-        columns.time_us,
-        strict=True,
-    ):
+    for e, s, i, p, q, buy, t in columns.rows():
         side = trade_pb2.SIDE_BUY if buy else trade_pb2.SIDE_SELL
         when = Timestamp(seconds=t // 1_000_000, nanos=t % 1_000_000 * 1000)
         trades.append(trade_pb2.Trade(exchange=e, symbol=s, trade_id=i, price=p, quantity=q, side=side, time=when))

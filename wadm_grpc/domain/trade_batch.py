@@ -38,6 +38,12 @@ class TradeColumns:
             time_us=[t.time_us for t in trades],
         )
 
+    def rows(self) -> Iterator[tuple[str, str, str, str, str, bool, int]]:
+        """Trade by trade: (exchange, symbol, trade_id, price, quantity, is_buy, time_us)."""
+        return zip(
+            self.exchange, self.symbol, self.trade_id, self.price, self.quantity, self.is_buy, self.time_us, strict=True
+        )
+
 
 class TradeBatch(Sequence[Trade]):
     """A sequence of validated trades held as columns; the Trade objects are built on first use (ingest
@@ -85,13 +91,9 @@ class TradeBatch(Sequence[Trade]):
     def trades(self) -> list[Trade]:
         """The trades as Trade objects."""
         if self._trades is None:
-            c = self.columns
-            sides = [Side.BUY if buy else Side.SELL for buy in c.is_buy]
             self._trades = [
-                Trade(e, s, i, Decimal(p), Decimal(q), side, t)
-                for e, s, i, p, q, side, t in zip(
-                    c.exchange, c.symbol, c.trade_id, c.price, c.quantity, sides, c.time_us, strict=True
-                )
+                Trade(e, s, i, Decimal(p), Decimal(q), Side.BUY if buy else Side.SELL, t)
+                for e, s, i, p, q, buy, t in self.columns.rows()
             ]
         return self._trades
 

@@ -153,16 +153,7 @@ def column_documents(columns: TradeColumns) -> list[Document]:
                 "price_scale": scale_of_text(price),
                 "quantity_scale": scale_of_text(quantity),
             }
-            for exchange, symbol, trade_id, price, quantity, is_buy, time_us in zip(
-                columns.exchange,
-                columns.symbol,
-                columns.trade_id,
-                columns.price,
-                columns.quantity,
-                columns.is_buy,
-                columns.time_us,
-                strict=True,
-            )
+            for exchange, symbol, trade_id, price, quantity, is_buy, time_us in columns.rows()
         ]
     except (decimal.Inexact, decimal.Overflow, decimal.InvalidOperation):  # beyond a Decimal128: say which
         return trade_documents(TradeBatch(columns).trades)
