@@ -129,10 +129,10 @@ def _micros(records: list[bytes], count: int) -> pa.Array | None:
         with_nanos = pc.greater(lengths, seconds_length)
         if pc.sum(with_nanos).as_py() != len(nanos):
             return None
-        nanos = pc.replace_with_mask(pa.nulls(count, pa.int64()).fill_null(0), with_nanos, nanos)
-    if len(nanos) and (pc.min(nanos).as_py() < 0 or pc.max(nanos).as_py() >= 1_000_000_000):
+        nanos = pc.replace_with_mask(pa.repeat(pa.scalar(0, pa.int64()), count), with_nanos, nanos)
+    if pc.min(nanos).as_py() < 0 or pc.max(nanos).as_py() >= 1_000_000_000:
         return None
-    micros, sub_micro = pc.divide(nanos, 1000), pc.subtract(nanos, pc.multiply(pc.divide(nanos, 1000), 1000))
-    if pc.max(sub_micro).as_py() != 0:
+    micros = pc.divide(nanos, 1000)
+    if not pc.all(pc.equal(pc.multiply(micros, 1000), nanos)).as_py():  # sub-microsecond digits
         return None
     return pc.add(pc.multiply(seconds, 1_000_000), micros)
