@@ -39,7 +39,7 @@ from wadm_grpc.metrics.policy import PrometheusPolicyEvents
 from wadm_grpc.metrics.registry import Metrics
 from wadm_grpc.metrics.scrape import Scrape, scraper
 from wadm_grpc.metrics.store import TimedTradeStore
-from wadm_grpc.ports import Clock, LiveTradeSource, TradeBus, TradeStore
+from wadm_grpc.ports import Clock, LiveTradeSource, LoopFreeReads, TradeBus, TradeStore
 from wadm_grpc.redis_connection import redis_client
 from wadm_grpc.services.candle_resume import CandleResumeTokens
 from wadm_grpc.services.candles import CandleService
@@ -205,7 +205,7 @@ async def bootstrap(
             loads=loads,
             activity=activity,
         )
-        reads = GatedTradeStore(store, gate)
+        reads = GatedTradeStore(store, gate, reads_at_home=not isinstance(raw_store, LoopFreeReads))
         cache.gate = gate
     return App(
         settings=settings,

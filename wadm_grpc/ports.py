@@ -77,6 +77,14 @@ class TradeStore(Protocol):
 
 
 @runtime_checkable
+class LoopFreeReads(Protocol):
+    """A store whose reads run on threads of its own: they may be awaited on any event loop, not only on
+    the one the store was opened on (which a driver's connections need)."""
+
+    reads_on_any_loop: bool
+
+
+@runtime_checkable
 class LiveTradeSource(Protocol):
     """A store that also reports trades written into it by others (collectors), as they land."""
 

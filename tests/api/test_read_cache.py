@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ async def test_concurrent_identical_misses_read_the_store_once(
     )
     aside = served.app.cache._aside
     assert aside is not None
-    arrived, everyone = 0, asyncio.Event()
+    arrived, everyone = 0, threading.Event()  # set on the server's loop, awaited on the loads thread's
     original_get_or_load = aside.get_or_load
 
     async def arrive(key: str, **kwargs: Any) -> bytes:
@@ -78,7 +79,7 @@ async def test_concurrent_identical_misses_read_the_store_once(
     original_candles = served.app.store.candles
 
     async def slow_candles(*args: Any) -> Any:
-        await everyone.wait()  # hold the one store read until all 20 callers have missed
+        assert await asyncio.to_thread(everyone.wait, 30)  # hold the one store read until all 20 callers missed
         return await original_candles(*args)
 
     served.app.store.candles = slow_candles  # type: ignore[method-assign]

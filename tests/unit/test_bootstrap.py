@@ -11,6 +11,7 @@ from wadm_grpc.cache.memory import MemoryCache
 from wadm_grpc.cache.tiered import TieredCache
 from wadm_grpc.config import Settings
 from wadm_grpc.domain.clock import ManualClock
+from wadm_grpc.ports import LoopFreeReads
 from wadm_grpc.stores.duckdb import DuckDBTradeStore
 from wadm_grpc.stores.mongo import MongoTradeStore
 
@@ -53,3 +54,12 @@ def test_the_cache_is_memory_alone_without_redis_and_tiered_with_it() -> None:
     assert isinstance(with_redis._cache, TieredCache)
     assert len(closers) == 1
     assert not disabled.enabled
+
+
+async def test_only_a_store_on_threads_of_its_own_is_read_off_the_servers_loop() -> None:
+    # GatedTradeStore sends reads back to the server's loop unless the store says it needs no loop of its
+    # own (PyMongo's client is bound to the loop it was made on; DuckDB reads on its reader threads).
+    embedded = DuckDBTradeStore(":memory:")
+    assert isinstance(embedded, LoopFreeReads)
+    await embedded.close()
+    assert not isinstance(MongoTradeStore.__new__(MongoTradeStore), LoopFreeReads)

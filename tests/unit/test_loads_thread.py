@@ -51,6 +51,22 @@ async def test_a_load_runs_on_the_loads_thread_and_its_store_reads_on_the_server
         await loads.aclose()
 
 
+async def test_a_store_with_threads_of_its_own_is_read_on_the_loads_thread_without_going_home() -> None:
+    loads = LoadsThread()
+    gate = StoreQueryGate(max_running=1, max_queued=0, max_wait_seconds=0, loads=loads)
+    inner = _LoopRecordingStore()
+    store = GatedTradeStore(inner, gate, reads_at_home=False)  # type: ignore[arg-type]
+
+    async def load() -> int:
+        return len(await store.candles(QUERY))
+
+    try:
+        assert await gate.run(load, off_loop=True) == 0
+        assert inner.calls == [("wadm-loads", loads.loop)]  # no hop to the server's loop and back
+    finally:
+        await loads.aclose()
+
+
 async def test_the_servers_loop_runs_while_a_load_holds_its_thread() -> None:
     loads = LoadsThread()
     gate = StoreQueryGate(max_running=1, max_queued=0, max_wait_seconds=0, loads=loads)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -29,23 +30,115 @@ class AggregateText(NamedTuple):
     buy_quote_volume: str
 
 
-@dataclass(frozen=True, slots=True)
-class Aggregate:
-    """Trades of one bucket or window. Decimals carry the precision of the trades they came from."""
+class _TextDecimal:
+    """One of an Aggregate's decimals, read from its text on first use when the store handed over text.
 
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-    quote_volume: Decimal
+    Why (issue 12): a 500-candle answer passes six of the eight decimals through as text; parsing every
+    one into a Decimal up front cost as much as rendering the answer."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self, index: int) -> None:
+        self._index = index
+
+    def __get__(self, aggregate: Aggregate, owner: type | None = None) -> Decimal:
+        values = aggregate._decimals
+        value = values[self._index]
+        if value is None:
+            text = aggregate.text
+            assert text is not None, "an Aggregate without text holds every Decimal"
+            value = values[self._index] = Decimal(text[self._index])
+        return value
+
+
+# Aggregate's values in the order of its constructor (what it compares).
+_KEY_NAMES = (*AggregateText._fields[:6], "trade_count", *AggregateText._fields[6:], "first_trade_us", "last_trade_us")
+
+
+class Aggregate:
+    """Trades of one bucket or window. Decimals carry the precision of the trades they came from.
+
+    A value: never changed once built, equal to another with the same numbers (`text` aside). Built from
+    Decimals, or by a store from text (`of_text`), whose Decimals are parsed when first read.
+    """
+
+    __slots__ = ("_decimals", "first_trade_us", "last_trade_us", "text", "trade_count")
+
+    # In AggregateText's order.
+    open = _TextDecimal(0)
+    high = _TextDecimal(1)
+    low = _TextDecimal(2)
+    close = _TextDecimal(3)
+    volume = _TextDecimal(4)
+    quote_volume = _TextDecimal(5)
+    buy_volume = _TextDecimal(6)
+    buy_quote_volume = _TextDecimal(7)
+
     trade_count: int
-    buy_volume: Decimal
-    buy_quote_volume: Decimal
     first_trade_us: int
     last_trade_us: int
-    # The same decimals as text, when the store read them so (never compared: it equals the Decimals).
-    text: AggregateText | None = field(default=None, compare=False, repr=False)
+    # The decimals as text, when the store read them so (never compared: it equals the Decimals).
+    text: AggregateText | None
+    _decimals: list[Decimal | None]
+
+    def __init__(
+        self,
+        *,
+        open: Decimal,
+        high: Decimal,
+        low: Decimal,
+        close: Decimal,
+        volume: Decimal,
+        quote_volume: Decimal,
+        trade_count: int,
+        buy_volume: Decimal,
+        buy_quote_volume: Decimal,
+        first_trade_us: int,
+        last_trade_us: int,
+    ) -> None:
+        self._decimals = [open, high, low, close, volume, quote_volume, buy_volume, buy_quote_volume]
+        self.trade_count = trade_count
+        self.first_trade_us = first_trade_us
+        self.last_trade_us = last_trade_us
+        self.text = None
+
+    @classmethod
+    def of_text(cls, text: AggregateText, trade_count: int, first_trade_us: int, last_trade_us: int) -> Aggregate:
+        """An aggregate of exact plain decimal texts, none parsed yet."""
+        aggregate = cls.__new__(cls)
+        aggregate._decimals = [None] * len(text)
+        aggregate.trade_count = trade_count
+        aggregate.first_trade_us = first_trade_us
+        aggregate.last_trade_us = last_trade_us
+        aggregate.text = text
+        return aggregate
+
+    def _key(self) -> tuple[object, ...]:
+        return (
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            self.quote_volume,
+            self.trade_count,
+            self.buy_volume,
+            self.buy_quote_volume,
+            self.first_trade_us,
+            self.last_trade_us,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Aggregate):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        values = zip(_KEY_NAMES, self._key(), strict=True)
+        return f"Aggregate({', '.join(f'{name}={value!r}' for name, value in values)})"
 
     @property
     def sell_volume(self) -> Decimal:
@@ -60,11 +153,19 @@ class Aggregate:
     @property
     def vwap(self) -> Decimal | None:
         """quote_volume / volume, rounded half-even to the price precision + 4 digits; None if no volume."""
-        if self.trade_count == 0 or not self.volume:
+        return self._vwap(self.volume, self.quote_volume)
+
+    def derived(self) -> tuple[Decimal, Decimal, Decimal | None]:
+        """(sell_volume, sell_quote_volume, vwap) at once: each decimal is read once (a candle's render)."""
+        volume, quote = self.volume, self.quote_volume
+        return subtract(volume, self.buy_volume), subtract(quote, self.buy_quote_volume), self._vwap(volume, quote)
+
+    def _vwap(self, volume: Decimal, quote: Decimal) -> Decimal | None:
+        if self.trade_count == 0 or not volume:
             return None
         text = self.text
         scale = scale_of(self.high) if text is None else scale_of_text(text.high)
-        return divide(self.quote_volume, self.volume, scale + VWAP_EXTRA_DIGITS)
+        return divide(quote, volume, scale + VWAP_EXTRA_DIGITS)
 
     def gap_after(self) -> Aggregate:
         """An empty bucket after this one, Binance style: OHLC = this close, zero volume."""
@@ -99,6 +200,26 @@ class Candle:
     def close_time_us(self) -> int:
         """Last millisecond of the bucket, as Binance reports it."""
         return self.open_time_us + self.timeframe.micros - MILLISECOND_US
+
+
+@dataclass(frozen=True, slots=True)
+class CandleSeries:
+    """The candles of one answer, as read: (open time, aggregate), oldest first. A candle is closed once
+    `now_us` reached its end. Rendered straight from the rows (no Candle per row: issue 12)."""
+
+    timeframe: Timeframe
+    rows: Sequence[tuple[int, Aggregate]]
+    now_us: int
+
+    @property
+    def last_closed_open_us(self) -> int:
+        """The newest open time whose bucket has ended at `now_us`."""
+        return self.now_us - self.timeframe.micros
+
+    def candles(self) -> list[Candle]:
+        """The rows as Candles."""
+        closed_until = self.last_closed_open_us
+        return [Candle(self.timeframe, start, ohlcv, start <= closed_until) for start, ohlcv in self.rows]
 
 
 @dataclass(frozen=True, slots=True)

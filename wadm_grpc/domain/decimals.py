@@ -18,6 +18,8 @@ MAX_INTEGER_DIGITS = 16
 # Wide enough that no sum or product of stored values is ever rounded.
 EXACT = decimal.Context(prec=100, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.Inexact, decimal.Overflow])
 _ROUNDING = decimal.Context(prec=100, rounding=decimal.ROUND_HALF_EVEN)
+# 1, 0.1, ... 1E-(MAX_SCALE + 8): the quanta `rounded` is asked for (a VWAP is rounded for every candle).
+_QUANTA = tuple(Decimal(1).scaleb(-scale) for scale in range(MAX_SCALE + 9))
 _PLAIN = re.compile(r"^(0|[1-9][0-9]*)(\.[0-9]+)?$")
 
 
@@ -57,7 +59,8 @@ def with_scale(value: Decimal, scale: int) -> Decimal:
 
 def rounded(value: Decimal, scale: int) -> Decimal:
     """`value` rounded half-even to `scale` digits after the point."""
-    return value.quantize(Decimal(1).scaleb(-scale), context=_ROUNDING)
+    quantum = _QUANTA[scale] if 0 <= scale < len(_QUANTA) else Decimal(1).scaleb(-scale)
+    return value.quantize(quantum, context=_ROUNDING)
 
 
 def multiply(a: Decimal, b: Decimal) -> Decimal:

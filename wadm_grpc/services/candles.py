@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wadm_grpc.domain.aggregate import Aggregate, Candle
+from wadm_grpc.domain.aggregate import Aggregate, CandleSeries
 from wadm_grpc.domain.errors import Violations
 from wadm_grpc.domain.names import check_market
 from wadm_grpc.domain.timeframe import Timeframe
@@ -40,10 +40,10 @@ class CandleService:
     async def get_candles(
         self,
         request: CandlesRequest,
-        render: Callable[[str, list[Candle]], bytes],
+        render: Callable[[str, CandleSeries], bytes],
         problems: Violations | None = None,
     ) -> bytes:
-        """render(normalised symbol, candles oldest first), cached. `problems`: what converting the request
+        """render(normalised symbol, the candles), cached. `problems`: what converting the request
         already found wrong, reported with everything else."""
         query = self._query(request, problems or Violations())
         timeframe = query.timeframe
@@ -51,11 +51,7 @@ class CandleService:
         async def load() -> bytes:
             now = self._clock.now_us()
             rows = await self._filled(query, now) if request.fill_gaps else await self._store.candles(query)
-            candles = [
-                Candle(timeframe=timeframe, open_time_us=start, ohlcv=ohlcv, closed=now >= start + timeframe.micros)
-                for start, ohlcv in rows
-            ]
-            return render(query.symbol, candles)
+            return render(query.symbol, CandleSeries(timeframe, rows, now))
 
         return await self._cache.answer(
             "candles",

@@ -188,12 +188,15 @@ class StoreQueryGate:
 
 
 class GatedTradeStore:
-    """A TradeStore whose aggregate and trade reads pass a StoreQueryGate (and run on the server's loop,
-    also for a load on a LoadsThread); writes and the symbol list (one row per market) go straight through."""
+    """A TradeStore whose aggregate and trade reads pass a StoreQueryGate; writes and the symbol list (one
+    row per market) go straight through. The reads run on the server's loop, also for a load on a
+    LoadsThread, unless `reads_at_home` is False (a store with threads of its own, ports.LoopFreeReads:
+    sending each read to the server's loop and back cost four thread hand-offs per answer)."""
 
-    def __init__(self, store: TradeStore, gate: StoreQueryGate) -> None:
+    def __init__(self, store: TradeStore, gate: StoreQueryGate, *, reads_at_home: bool = True) -> None:
         self.inner = store
         self.gate = gate
+        self._home: Callable[[Callable[[], Awaitable[T]]], Awaitable[T]] = at_home if reads_at_home else _call
 
     async def insert_trades(self, trades: Sequence[Trade]) -> Sequence[Trade]:
         """Ingest is not shed here (its own calls bound it)."""
@@ -205,7 +208,7 @@ class GatedTradeStore:
 
     async def candles(self, query: CandleQuery) -> list[tuple[int, Aggregate]]:
         """Gated."""
-        return await self.gate.run(lambda: at_home(lambda: self.inner.candles(query)))
+        return await self.gate.run(lambda: self._home(lambda: self.inner.candles(query)))
 
     async def symbols(self, exchanges: tuple[str, ...]) -> list[SymbolSummary]:
         """Not gated: one row per market, as cheap as a cache read, and what clients poll to find markets."""
@@ -216,11 +219,11 @@ class GatedTradeStore:
     ) -> dict[str, WindowStats]:
         """Gated."""
         read = lambda: self.inner.window_stats(symbols, exchanges, start_us, end_us)  # noqa: E731
-        return await self.gate.run(lambda: at_home(read))
+        return await self.gate.run(lambda: self._home(read))
 
     async def trades(self, query: TradeQuery) -> list[Trade]:
         """Gated."""
-        return await self.gate.run(lambda: at_home(lambda: self.inner.trades(query)))
+        return await self.gate.run(lambda: self._home(lambda: self.inner.trades(query)))
 
     async def close(self) -> None:
         """Close the store."""

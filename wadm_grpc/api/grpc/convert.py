@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from wadm_grpc.api.grpc import wire_columns
-from wadm_grpc.domain.aggregate import Aggregate, AggregateText, Candle, SymbolSummary
+from wadm_grpc.domain.aggregate import MILLISECOND_US, Aggregate, AggregateText, Candle, CandleSeries, SymbolSummary
 from wadm_grpc.domain.decimals import to_wire
 from wadm_grpc.domain.errors import Violations
 from wadm_grpc.domain.orderbook import Level
 from wadm_grpc.domain.stats import MarketStats, StatsWindow
-from wadm_grpc.domain.timeframe import Timeframe
+from wadm_grpc.domain.timeframe import MICROS_PER_SECOND, Timeframe
 from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.domain.trade_input import ReceivedColumns, TradeInput
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
@@ -50,13 +50,13 @@ SIDE_VALUES = {side: value for value, side in SIDES.items()}
 
 def timestamp(time_us: int) -> Timestamp:
     """A Timestamp for epoch microseconds."""
-    seconds, micros = divmod(time_us, 1_000_000)
+    seconds, micros = divmod(time_us, MICROS_PER_SECOND)
     return Timestamp(seconds=seconds, nanos=micros * NANOS_PER_MICRO)
 
 
 def micros(value: Timestamp) -> int:
     """Epoch microseconds of a Timestamp (sub-microsecond digits dropped)."""
-    return value.seconds * 1_000_000 + value.nanos // NANOS_PER_MICRO
+    return value.seconds * MICROS_PER_SECOND + value.nanos // NANOS_PER_MICRO
 
 
 def timestamp_problem(value: Timestamp) -> str | None:
@@ -164,22 +164,24 @@ def trade(value: Trade) -> trade_pb2.Trade:
 def candle(value: Candle) -> md.Candle:
     """A candle on the wire."""
     response = md.GetCandlesResponse()
-    _add_candle(response, value)
+    _add_candle(response.candles.add, value.open_time_us, value.ohlcv, value.timeframe.micros, value.closed)
     return response.candles[0]
 
 
-def candles_response(symbol: str, timeframe: md.Timeframe.ValueType, candles: Sequence[Candle]) -> bytes:
+def candles_response(symbol: str, timeframe: md.Timeframe.ValueType, candles: CandleSeries) -> bytes:
     """GetCandlesResponse, serialized. Decimals a store read as text go through as that text; only the
     sells and the VWAP are computed (issue 12: per-candle Python was most of an uncached answer)."""
     response = md.GetCandlesResponse(symbol=symbol, timeframe=timeframe)
-    for value in candles:
-        _add_candle(response, value)
+    add = response.candles.add
+    size_us = candles.timeframe.micros
+    closed_until = candles.last_closed_open_us
+    for open_time_us, ohlcv in candles.rows:
+        _add_candle(add, open_time_us, ohlcv, size_us, open_time_us <= closed_until)
     return response.SerializeToString()
 
 
-def _add_candle(response: md.GetCandlesResponse, value: Candle) -> None:
-    ohlcv: Aggregate = value.ohlcv
-    vwap = ohlcv.vwap
+def _add_candle(add: Callable[..., md.Candle], open_time_us: int, ohlcv: Aggregate, size_us: int, closed: bool) -> None:
+    sell_volume, sell_quote_volume, vwap = ohlcv.derived()
     text = ohlcv.text
     if text is None:
         text = AggregateText(
@@ -192,7 +194,7 @@ def _add_candle(response: md.GetCandlesResponse, value: Candle) -> None:
             buy_volume=to_wire(ohlcv.buy_volume),
             buy_quote_volume=to_wire(ohlcv.buy_quote_volume),
         )
-    added = response.candles.add(
+    added = add(
         open=text.open,
         high=text.high,
         low=text.low,
@@ -202,14 +204,14 @@ def _add_candle(response: md.GetCandlesResponse, value: Candle) -> None:
         trade_count=ohlcv.trade_count,
         taker_buy_volume=text.buy_volume,
         taker_buy_quote_volume=text.buy_quote_volume,
-        taker_sell_volume=to_wire(ohlcv.sell_volume),
-        taker_sell_quote_volume=to_wire(ohlcv.sell_quote_volume),
+        taker_sell_volume=to_wire(sell_volume),
+        taker_sell_quote_volume=to_wire(sell_quote_volume),
         vwap="" if vwap is None else to_wire(vwap),
-        closed=value.closed,
+        closed=closed,
     )
-    seconds, micros = divmod(value.open_time_us, 1_000_000)
+    seconds, micros = divmod(open_time_us, MICROS_PER_SECOND)
     added.open_time.seconds, added.open_time.nanos = seconds, micros * NANOS_PER_MICRO
-    seconds, micros = divmod(value.close_time_us, 1_000_000)
+    seconds, micros = divmod(open_time_us + size_us - MILLISECOND_US, MICROS_PER_SECOND)
     added.close_time.seconds, added.close_time.nanos = seconds, micros * NANOS_PER_MICRO
 
 

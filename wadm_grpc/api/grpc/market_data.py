@@ -8,7 +8,7 @@ from typing import Any, Literal
 from wadm_grpc.api.grpc import convert
 from wadm_grpc.api.grpc.errors import Context, end_call, status_of, unary
 from wadm_grpc.api.grpc.stream_wire import TradeBatchEncoder, candle_token_field
-from wadm_grpc.domain.aggregate import Candle
+from wadm_grpc.domain.aggregate import Candle, CandleSeries
 from wadm_grpc.domain.decimals import to_wire
 from wadm_grpc.domain.errors import InvalidArgumentError, Violations
 from wadm_grpc.domain.stats import MarketStats
@@ -92,7 +92,7 @@ class MarketDataServicer:
 
     @unary
     async def GetCandles(self, request: md.GetCandlesRequest, context: Context) -> bytes:
-        def render(symbol: str, candles: list[Candle]) -> bytes:
+        def render(symbol: str, candles: CandleSeries) -> bytes:
             return convert.candles_response(symbol, request.timeframe, candles)
 
         problems = Violations()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -41,30 +40,8 @@ def widening_windows(
 def aggregate_of(row: Sequence[Any]) -> Aggregate:
     """An Aggregate from sql.AGGREGATE_TEXT's columns, keeping their text for the wire."""
     open_, high, low, close, volume, quote, trade_count, buy_volume, buy_quote, first_us, last_us = row
-    text = AggregateText(
-        open=open_,
-        high=high,
-        low=low,
-        close=close,
-        volume=volume,
-        quote_volume=quote,
-        buy_volume=buy_volume,
-        buy_quote_volume=buy_quote,
-    )
-    return Aggregate(
-        open=Decimal(text.open),
-        high=Decimal(text.high),
-        low=Decimal(text.low),
-        close=Decimal(text.close),
-        volume=Decimal(text.volume),
-        quote_volume=Decimal(text.quote_volume),
-        trade_count=int(trade_count),
-        buy_volume=Decimal(text.buy_volume),
-        buy_quote_volume=Decimal(text.buy_quote_volume),
-        first_trade_us=first_us,
-        last_trade_us=last_us,
-        text=text,
-    )
+    text = AggregateText(open_, high, low, close, volume, quote, buy_volume, buy_quote)
+    return Aggregate.of_text(text, trade_count, first_us, last_us)
 
 
 def window_stats(

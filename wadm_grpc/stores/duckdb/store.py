@@ -40,6 +40,9 @@ MarketExtents = dict[tuple[str, str], Bounds]
 class DuckDBTradeStore:
     """TradeStore on a DuckDB file (created on first use, kept across restarts)."""
 
+    # Reads run on the store's own threads (ports.LoopFreeReads): a load on a LoadsThread awaits them there.
+    reads_on_any_loop = True
+
     def __init__(self, path: str | Path, *, read_threads: int = 4, read_only: bool = False) -> None:
         """Open (or create) the file. `read_only` opens an existing file shared with other read-only
         processes (several workers serving one snapshot); ingest is then refused."""
