@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from tests.contract.test_trade_store import T0, as_exact, query
 from tests.reference import aggregate, buckets, exact
@@ -20,6 +21,7 @@ from wadm_grpc.domain.trade import Side, Trade
 from wadm_grpc.domain.trade_batch import TradeBatch, TradeColumns
 from wadm_grpc.stores.duckdb import DuckDBTradeStore
 from wadm_grpc.stores.duckdb.batches import trades_table
+from wadm_grpc.stores.duckdb.store import _Counting
 
 
 async def test_data_survives_a_restart(tmp_path: Path) -> None:
@@ -446,5 +448,35 @@ async def test_clustered_history_is_read_in_one_window_once_a_read_found_its_rea
         await store.insert_trades(more)
         stored += more
         assert await newest_500() == 1  # still enough after more trades at the newest end
+    finally:
+        await store.close()
+
+
+async def test_a_read_whose_anchor_did_not_move_scans_exactly_its_candles_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 12: once a read found where its candles are, the next read of the same shape from the same
+    # anchor bucket (a read-only snapshot, a quiet market) reads exactly that range, not the density
+    # estimate's window (25% wider by its margin); a moved anchor widens it by as many buckets.
+    store = DuckDBTradeStore(tmp_path / "t.duckdb", read_threads=1)
+    windows: list[int] = []
+    execute = _Counting.execute
+
+    def recording(self: _Counting, statement: str, parameters: object = None) -> duckdb.DuckDBPyConnection:
+        if statement.startswith("EXECUTE wadm_candles"):  # EXECUTE name('BTCUSDT', low, high, wanted)
+            windows.append(int(statement.split(", ")[-3]))
+        return execute(self, statement, parameters)
+
+    monkeypatch.setattr(_Counting, "execute", recording)
+    try:
+        await store.insert_trades(make_trades(seed=42, count=3000, start_us=T0, spacing_us=47_000_000))
+        first = await store.candles(query(Timeframe.M1, limit=200))
+        assert len(first) == 200 and windows[-1] < first[0][0]  # the density estimate's margin
+        again = await store.candles(query(Timeframe.M1, limit=200))
+        assert again == first and windows[-1] == first[0][0]  # one statement, exactly the range
+        later = make_trades(seed=43, count=3, start_us=T0 + 3000 * 47_000_000 + MINUTE_US, spacing_us=MINUTE_US)
+        await store.insert_trades([replace(t, trade_id=f"later-{t.trade_id}") for t in later])
+        moved = await store.candles(query(Timeframe.M1, limit=200))
+        assert len(moved) == 200 and moved[:197] == first[3:] and windows[-1] <= moved[0][0]
     finally:
         await store.close()

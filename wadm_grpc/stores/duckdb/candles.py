@@ -7,7 +7,8 @@ literal arguments (DuckDB's EXECUTE takes no `?` parameters; the names are valid
 first window is as long as should hold `limit` non-empty buckets at the market's average trade density,
 so sparse history is read in one statement, not in a series of 4x-widening misses; where the history is
 clustered (a sparse past, a dense last hour), the window the last read of the same shape needed is
-remembered and the next read starts there (`CandleReach`).
+remembered and the next read starts there (`CandleReach`), with that window exactly when the anchor
+has not moved.
 """
 
 from __future__ import annotations
@@ -86,29 +87,37 @@ class CandleReach:
     thousand minutes, and every read during the ingest paid two or three widening statements instead
     of one. A hint never changes what a read returns (the widening windows still follow), only where it
     starts; each read replaces it with what it found, so a hint that grew too wide is corrected by the
-    next read.
+    next read. When the anchor has not moved, the window is exactly the last one: the density
+    estimate's margin made it ~25% wider, and DuckDB aggregates every bucket of the window.
     """
 
     def __init__(self, max_entries: int = 4096) -> None:
         self._max_entries = max_entries
         self._lock = threading.Lock()
-        self._reach: dict[tuple[str, tuple[str, ...], str, bool], tuple[int, int]] = {}
+        self._reach: dict[tuple[str, tuple[str, ...], str, bool], tuple[int, int, int, bool]] = {}
 
-    def buckets(self, query: CandleQuery) -> int:
-        """Buckets the last read of this shape needed for `query.limit` candles (scaled), 0 if unknown."""
+    def span(self, query: CandleQuery, anchor: int, estimate: int) -> int:
+        """The first window (buckets) for `query` from `anchor`: at least what the last read of this shape
+        needed (scaled to `query.limit`) or `estimate`, whichever is longer; but no longer than the last
+        window moved with the anchor, when that read found as many candles as `query` asks for (it held
+        them all: a read-only snapshot reads exactly its candles' range)."""
         known = self._reach.get(_shape(query))
         if known is None:
-            return 0
-        limit, reach = known
-        return math.ceil(reach * query.limit / limit)
+            return estimate
+        limit, reach, last_anchor, filled = known
+        span = max(estimate, math.ceil(reach * query.limit / limit))
+        if filled and limit >= query.limit:
+            span = min(span, reach + abs(anchor - last_anchor) // query.timeframe.micros)
+        return span
 
-    def found(self, query: CandleQuery, limit: int, reach: int) -> None:
-        """A read of `query` found `limit` candles within `reach` buckets of its anchor."""
+    def found(self, query: CandleQuery, reach: int, anchor: int, *, filled: bool) -> None:
+        """A read of `query` found its candles within `reach` buckets of its `anchor` bucket; `filled`: as
+        many as it asked for (else `reach` spans the whole history it could read)."""
         reaches, shape = self._reach, _shape(query)
         with self._lock:  # reader threads race here
             if len(reaches) >= self._max_entries and shape not in reaches:
                 del reaches[next(iter(reaches))]  # the oldest entry
-            reaches[shape] = (limit, reach)
+            reaches[shape] = (query.limit, reach, anchor, filled)
 
 
 def _shape(query: CandleQuery) -> tuple[str, tuple[str, ...], str, bool]:
@@ -140,11 +149,12 @@ def read_candles(
     size = timeframe.micros
     first = timeframe.bucket_start(row[0])
     last = timeframe.bucket_start(row[1])
-    span = max(first_span_buckets(query.limit, size, row[0], row[1], int(row[2])), reach.buckets(query))
     if query.start_us is not None:
         first = max(first, -(-(query.start_us - timeframe.offset_us) // size) * size + timeframe.offset_us)
     if query.end_us is not None:
         last = min(last, timeframe.bucket_start(query.end_us))
+    anchor = last if query.newest_first else first
+    span = reach.span(query, anchor, first_span_buckets(query.limit, size, row[0], row[1], int(row[2])))
     order = "newest" if query.newest_first else "oldest"
     name = f"wadm_candles_{timeframe.label}_{len(query.exchanges)}_{order}"
     if name not in prepared:
@@ -168,10 +178,12 @@ def read_candles(
         rows = cursor.execute(f"EXECUTE {name}({names}, {window_low}, {window_high + size}, {wanted})").fetchall()
         found.extend((open_time, aggregate_of(rest)) for open_time, *rest in rows)
     found.sort(key=lambda item: item[0])
-    if len(found) >= query.limit:  # the farthest candle from the anchor bounds what the next read needs
+    # The farthest candle from the anchor bounds what the next read needs; with fewer than asked, every
+    # window was read.
+    filled = len(found) >= query.limit
+    far = last - first
+    if filled:
         far = (last - found[0][0]) if query.newest_first else (found[-1][0] - first)
-    else:  # fewer than asked: every window was read
-        far = last - first
     if far >= 0:
-        reach.found(query, query.limit, far // size + 1)
+        reach.found(query, far // size + 1, anchor, filled=filled)
     return found
