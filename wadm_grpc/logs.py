@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
-import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +21,7 @@ def request_id_from(sent: str | None) -> str:
     """`sent` when it is a sane id, else a new random one (32 hex digits)."""
     if sent is not None and _SANE_REQUEST_ID.fullmatch(sent):
         return sent
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # uuid4's randomness without building a UUID (one per call)
 
 
 class RequestIdFilter(logging.Filter):
@@ -50,6 +50,9 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 class JsonFormatter(logging.Formatter):
     """{"time", "level", "logger", "message", ...extra fields, "error"}."""
 
+    # One encoder for every line (json.dumps with `default` builds a new one per call).
+    _encoder = json.JSONEncoder(default=str)
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -60,7 +63,7 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return self._encoder.encode(entry)
 
 
 def configure(*, level: str, json_lines: bool) -> None:
