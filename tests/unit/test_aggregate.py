@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from wadm_grpc.api.grpc import convert
 from wadm_grpc.domain.aggregate import Aggregate, AggregateText, CandleSeries
 from wadm_grpc.domain.timeframe import Timeframe
+from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 
 TEXT = AggregateText(
     open="60000.10",
@@ -65,3 +67,26 @@ def test_a_candle_is_closed_once_its_bucket_has_ended() -> None:
     series = CandleSeries(Timeframe.M1, [(0, aggregate), (size, aggregate)], now_us=2 * size - 1)
     assert [candle.closed for candle in series.candles()] == [True, False]
     assert [candle.closed for candle in CandleSeries(Timeframe.M1, series.rows, 2 * size).candles()] == [True, True]
+
+
+def test_a_candle_rendered_from_text_is_the_one_rendered_from_its_decimals_and_changes_with_it() -> None:
+    size = Timeframe.M1.micros
+
+    def wire(rows: list[tuple[int, Aggregate]], now_us: int) -> md.GetCandlesResponse:
+        body = convert.candles_response("BTCUSDT", md.TIMEFRAME_1M, CandleSeries(Timeframe.M1, rows, now_us))
+        return md.GetCandlesResponse.FromString(body)
+
+    of_text = [(0, Aggregate.of_text(TEXT, 7, 1, 2)), (size, Aggregate.of_text(TEXT, 7, 1, 2))]
+    first = wire(of_text, now_us=size)  # the first closed, the second open
+    assert first == wire([(start, _of_decimals()) for start, _ in of_text], now_us=size)
+    assert [c.closed for c in first.candles] == [True, False] and first.candles[0].vwap == "60002.083333"
+    assert [c.closed for c in wire(of_text, now_us=2 * size).candles] == [True, True]  # rendered again
+    late = TEXT._replace(high="60020.00", volume="1.750", quote_volume="105003.32500")  # a late trade
+    changed = wire([(0, Aggregate.of_text(late, 8, 1, 3))], now_us=size).candles[0]
+    assert (changed.high, changed.volume, changed.trade_count, changed.taker_sell_volume) == (
+        "60020.00",
+        "1.750",
+        8,
+        "1.500",
+    )
+    assert changed.vwap == "60001.900000"  # 105003.325 / 1.75
