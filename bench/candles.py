@@ -142,6 +142,10 @@ async def run(data: Datasets) -> SectionResult:
         }
     table.notes.append(f"ratio = {large} / {small}; target: the p50 ratio <= {TARGET_RATIO} for every timeframe")
     table.notes.append("servers run with WADM_CACHE=false (every call reads the store) and WADM_READ_ONLY=true")
+    table.notes.append(
+        "each distinct candle is rendered once (convert.CANDLE_RENDERS wire candles kept); after the warm-up"
+        " rounds the service's Python per call is merging those bytes (docs/benchmarks.md, section 1)"
+    )
     ceilings.notes.append(
         "SQL over rollups: one statement told the exact bucket range of the service's answer (the service must"
         " find it), the product's aggregation and text formatting, fetched into Python on a worker thread"

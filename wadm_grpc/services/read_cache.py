@@ -32,6 +32,8 @@ from wadm_grpc.ports import Cache, CacheStats, Clock
 from wadm_grpc.services.cache_aside import CacheAside
 from wadm_grpc.services.shedding import StoreQueryGate
 
+# The parameters' text, digested into the key (json.dumps with `default` builds an encoder per call).
+_PARAMS = json.JSONEncoder(default=str)
 KEY_PREFIX = "answer:v1"
 # Longer than any answer TTL (config caps those at 7 days), so a generation outlives what it guards.
 GENERATION_TTL_SECONDS = 8 * 86400.0
@@ -89,7 +91,7 @@ class ReadCache:
             return await load()
         answer_ttl_seconds.set(ttl_seconds)
         generation = await self._generation(symbol) if symbol else "-"
-        digest = hashlib.sha256(json.dumps(list(params), default=str).encode()).hexdigest()[:32]
+        digest = hashlib.sha256(_PARAMS.encode(list(params)).encode()).hexdigest()[:32]
         key = f"{KEY_PREFIX}:{kind}:{symbol or '*'}:{generation}:{digest}"
         return await self._aside.get_or_load(key, ttl_seconds=ttl_seconds, load=load)
 
