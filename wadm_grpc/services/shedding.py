@@ -10,8 +10,8 @@ then costs its own callers refusals, not the other clients' latency, nor the ser
 With a LoadsThread, a load holding a slot runs on that thread's event loop, not the server's: building
 and rendering a 1,000-candle answer is tens of milliseconds of Python, which on the server's loop would
 hold up every other call for as long (GIL switching hands the loop the interpreter every few
-milliseconds instead). The load's store reads go back to the server's loop (GatedTradeStore), where the
-store adapters and their clients live.
+milliseconds instead). The load's store reads go back to the server's loop (GatedTradeStore), where a
+driver's loop-bound client lives, unless the store reads on threads of its own (ports.LoopFreeReads).
 """
 
 from __future__ import annotations
