@@ -22,19 +22,8 @@ TEXT = AggregateText(
 
 
 def _of_decimals(text: AggregateText = TEXT, trade_count: int = 7) -> Aggregate:
-    return Aggregate(
-        open=Decimal(text.open),
-        high=Decimal(text.high),
-        low=Decimal(text.low),
-        close=Decimal(text.close),
-        volume=Decimal(text.volume),
-        quote_volume=Decimal(text.quote_volume),
-        trade_count=trade_count,
-        buy_volume=Decimal(text.buy_volume),
-        buy_quote_volume=Decimal(text.buy_quote_volume),
-        first_trade_us=1,
-        last_trade_us=2,
-    )
+    decimals = {name: Decimal(value) for name, value in text._asdict().items()}
+    return Aggregate(**decimals, trade_count=trade_count, first_trade_us=1, last_trade_us=2)
 
 
 def test_an_aggregate_of_text_equals_the_one_of_its_decimals_field_for_field() -> None:
