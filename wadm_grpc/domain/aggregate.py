@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 from wadm_grpc.domain.decimals import divide, scale_of, scale_of_text, subtract
 from wadm_grpc.domain.timeframe import Timeframe
@@ -41,7 +41,15 @@ class _TextDecimal:
     def __init__(self, index: int) -> None:
         self._index = index
 
-    def __get__(self, aggregate: Aggregate, owner: type | None = None) -> Decimal:
+    @overload
+    def __get__(self, aggregate: None, owner: type | None = None) -> _TextDecimal: ...
+
+    @overload
+    def __get__(self, aggregate: Aggregate, owner: type | None = None) -> Decimal: ...
+
+    def __get__(self, aggregate: Aggregate | None, owner: type | None = None) -> Decimal | _TextDecimal:
+        if aggregate is None:  # looked up on the class (help(), introspection)
+            return self
         values = aggregate._decimals
         value = values[self._index]
         if value is None:
