@@ -5,8 +5,12 @@ Why (issue 12, measured with gc.callbacks in the bench's server during PublishTr
 defaults, full collections of the server's heap (modules, protobuf descriptors, DuckDB, Arrow and grpc
 bindings, and what ingest and the stream buffers keep) took 45-103 ms each, young ones 6-12 ms, all with
 the GIL held, so every call in flight waited for them: GetCandles' p99 during ingest was 2.7-3.6x idle.
-Frozen after startup, with young collections every 10,000 allocations instead of 700, no pause over
-30 ms was left in the same runs, and that p99 fell to 1.9-2.3x (docs/benchmarks.md, section 8).
+Frozen after startup, with young collections every 10,000 allocations instead of 700, one young
+collection of 20-24 ms was the only pause over 5 ms left during ingest in the same runs (the p99's other
+causes remain: docs/benchmarks.md, section 8).
+
+The cost: an object frozen at startup that later becomes part of a reference cycle is never freed (what
+startup builds lives as long as the process), and up to 10,000 new objects wait for a young collection.
 """
 
 from __future__ import annotations
