@@ -205,7 +205,8 @@ async def bootstrap(
             loads=loads,
             activity=activity,
         )
-        reads = GatedTradeStore(store, gate, reads_at_home=not isinstance(raw_store, LoopFreeReads))
+        loop_free = isinstance(raw_store, LoopFreeReads) and raw_store.reads_on_any_loop
+        reads = GatedTradeStore(store, gate, reads_at_home=not loop_free)
         cache.gate = gate
     return App(
         settings=settings,

@@ -54,8 +54,9 @@ def test_a_candle_is_closed_once_its_bucket_has_ended() -> None:
     size = Timeframe.M1.micros
     aggregate = _of_decimals()
     series = CandleSeries(Timeframe.M1, [(0, aggregate), (size, aggregate)], now_us=2 * size - 1)
-    assert [candle.closed for candle in series.candles()] == [True, False]
-    assert [candle.closed for candle in CandleSeries(Timeframe.M1, series.rows, 2 * size).candles()] == [True, True]
+    assert [start <= series.last_closed_open_us for start, _ in series.rows] == [True, False]
+    later = CandleSeries(Timeframe.M1, series.rows, 2 * size)
+    assert [start <= later.last_closed_open_us for start, _ in later.rows] == [True, True]
 
 
 def test_a_candle_rendered_from_text_is_the_one_rendered_from_its_decimals_and_changes_with_it() -> None:

@@ -204,10 +204,10 @@ class Candle:
     ohlcv: Aggregate
     closed: bool
 
-    @property
-    def close_time_us(self) -> int:
-        """Last millisecond of the bucket, as Binance reports it."""
-        return self.open_time_us + self.timeframe.micros - MILLISECOND_US
+
+def close_time_us(open_time_us: int, size_us: int) -> int:
+    """Close time of a bucket of `size_us` opening at `open_time_us`: its last millisecond (Binance)."""
+    return open_time_us + size_us - MILLISECOND_US
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,11 +223,6 @@ class CandleSeries:
     def last_closed_open_us(self) -> int:
         """The newest open time whose bucket has ended at `now_us`."""
         return self.now_us - self.timeframe.micros
-
-    def candles(self) -> list[Candle]:
-        """The rows as Candles."""
-        closed_until = self.last_closed_open_us
-        return [Candle(self.timeframe, start, ohlcv, start <= closed_until) for start, ohlcv in self.rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import cast
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from wadm_grpc.api.grpc import wire_columns
-from wadm_grpc.domain.aggregate import MILLISECOND_US, Aggregate, AggregateText, Candle, CandleSeries, SymbolSummary
+from wadm_grpc.domain.aggregate import Aggregate, AggregateText, Candle, CandleSeries, SymbolSummary, close_time_us
 from wadm_grpc.domain.decimals import to_wire
 from wadm_grpc.domain.errors import Violations
 from wadm_grpc.domain.orderbook import Level
@@ -177,13 +177,11 @@ def candles_response(symbol: str, timeframe: md.Timeframe.ValueType, candles: Ca
     size_us = candles.timeframe.micros
     closed_until = candles.last_closed_open_us
     for open_time_us, ohlcv in candles.rows:
-        text = ohlcv.text
+        text, closed = ohlcv.text, open_time_us <= closed_until
         if text is None:
-            _add_candle(add, open_time_us, ohlcv, size_us, open_time_us <= closed_until)
+            _add_candle(add, open_time_us, ohlcv, size_us, closed)
         else:
-            add().MergeFromString(
-                _text_candle(open_time_us, size_us, open_time_us <= closed_until, ohlcv.trade_count, text)
-            )
+            add().MergeFromString(_text_candle(open_time_us, size_us, closed, ohlcv.trade_count, text))
     return response.SerializeToString()
 
 
@@ -232,7 +230,7 @@ def _add_candle(add: Callable[..., md.Candle], open_time_us: int, ohlcv: Aggrega
     )
     seconds, micros = divmod(open_time_us, MICROS_PER_SECOND)
     added.open_time.seconds, added.open_time.nanos = seconds, micros * NANOS_PER_MICRO
-    seconds, micros = divmod(open_time_us + size_us - MILLISECOND_US, MICROS_PER_SECOND)
+    seconds, micros = divmod(close_time_us(open_time_us, size_us), MICROS_PER_SECOND)
     added.close_time.seconds, added.close_time.nanos = seconds, micros * NANOS_PER_MICRO
 
 
