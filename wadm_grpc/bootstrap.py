@@ -34,6 +34,7 @@ from wadm_grpc.cache.tiered import TieredCache
 from wadm_grpc.config import Settings
 from wadm_grpc.domain.clock import SystemClock
 from wadm_grpc.feeds.demo import DemoFeed
+from wadm_grpc.gc_pauses import freeze_startup_heap
 from wadm_grpc.memory_release import release_after_stream_bursts
 from wadm_grpc.metrics.policy import PrometheusPolicyEvents
 from wadm_grpc.metrics.registry import Metrics
@@ -382,6 +383,7 @@ async def serve(settings: Settings, *, worker: int = 0) -> None:
     extra_http = await start_metrics_port(settings, scrape)
     if extra_http is not None:
         app.closers.append(lambda: extra_http.stop(0))
+    freeze_startup_heap()  # out of every later full collection (gc_pauses.py)
     log.info(
         "wadm-grpc started",
         extra={
