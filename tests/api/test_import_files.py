@@ -25,7 +25,7 @@ from wadm_grpc.bus.memory import InProcessTradeBus
 from wadm_grpc.config import Settings
 from wadm_grpc.domain.clock import ManualClock
 from wadm_grpc.domain.trade import TradeCursor
-from wadm_grpc.feeds.binance_files import Position, TradeFile, describe
+from wadm_grpc.feeds.binance_files import FileRefused, Position, TradeFile, describe
 from wadm_grpc.imports.destinations import Counts, IngestDestination
 from wadm_grpc.imports.progress import Progress
 from wadm_grpc.ports import TradeQuery, TradeStore
@@ -132,6 +132,15 @@ async def test_an_ambiguous_or_contradictory_file_is_refused_and_nothing_is_impo
     code, out, err = await run_cli("import", "--direct", "--market", "usdm", str(headerless), env=store_env(tmp_path))
     assert code == 0, err
     assert summaries(out)[0]["exchange"] == "binance-usdm"
+
+
+def test_a_directory_and_a_missing_path_are_refused_saying_which(tmp_path: Path) -> None:
+    for path, reason in (
+        (tmp_path, "a directory, not a trade file"),
+        (tmp_path / "BTCUSDT-trades.csv", "no such file"),
+    ):
+        with pytest.raises(FileRefused, match=reason):
+            describe(path, exchange=None, market=None, symbol=None)
 
 
 async def test_microsecond_spot_times_equal_millisecond_ones(tmp_path: Path) -> None:

@@ -121,7 +121,7 @@ def sniff(path: Path) -> tuple[list[str] | None, int]:
 def describe(path: Path, *, exchange: str | None, market: Market | None, symbol: str | None) -> TradeFile:
     """What to import `path` as; FileRefused when its market or symbol cannot be told for sure."""
     if not path.is_file():
-        raise FileRefused("no such file")
+        raise FileRefused("a directory, not a trade file" if path.is_dir() else "no such file")
     header, columns = sniff(path)
     allowed, conventional = markets_of_layout(header, columns)
     named = markets_named(path)
