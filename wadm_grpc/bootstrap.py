@@ -19,6 +19,7 @@ from wadm_grpc.access.interceptor import AccessInterceptor
 from wadm_grpc.access.policy import AccessPolicy
 from wadm_grpc.access.wiring import build_access
 from wadm_grpc.api.grpc.admin import AdminServicer
+from wadm_grpc.api.grpc.convert import render_stats
 from wadm_grpc.api.grpc.ingest import TradeIngestServicer
 from wadm_grpc.api.grpc.market_data import MarketDataServicer
 from wadm_grpc.api.grpc.observe import ObservingInterceptor
@@ -254,8 +255,10 @@ def tls_files(settings: Settings) -> TlsFiles | None:
 
 
 def metrics_scraper(app: App) -> Scrape:
-    """/metrics for `app`: samples the cache and stream counters, then renders (every worker's)."""
-    return scraper(app.metrics, before=lambda: app.metrics.sample(app.cache.stats(), app.streams.stats()))
+    """/metrics for `app`: samples the cache, stream and render-memo counters, then renders (every worker's)."""
+    return scraper(
+        app.metrics, before=lambda: app.metrics.sample(app.cache.stats(), app.streams.stats(), render_stats())
+    )
 
 
 async def start_grpc(

@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
@@ -20,13 +21,16 @@ from tests.ops.conftest import Service, serving
 from tests.redis_support import RedisServer
 from tests.support import AFTER_DATA_US, make_trades
 from wadm_client import make_trade
+from wadm_grpc.api.grpc.convert import RenderStats
 from wadm_grpc.bootstrap import metrics_scraper, start_metrics_port
 from wadm_grpc.config import Settings
 from wadm_grpc.metrics.policy import PrometheusPolicyEvents
+from wadm_grpc.metrics.registry import Metrics
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2 as md
 from wadm_grpc.pb.wadm.market.v1 import market_data_service_pb2_grpc as md_grpc
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2 as ingest_pb
 from wadm_grpc.pb.wadm.market.v1 import trade_ingest_service_pb2_grpc as ingest_grpc
+from wadm_grpc.services.streaming import StreamStats
 from wadm_grpc.stores.duckdb import DuckDBTradeStore
 
 MARKET = "wadm.market.v1.MarketDataService"
@@ -122,6 +126,10 @@ async def test_scrape_counts_calls_by_rpc_face_code_and_route(tmp_path: Path, sh
     assert value(samples, "wadm_cache_misses_total", tier="memory") >= 1
     assert value(samples, "wadm_cache_hits_total", tier="memory") >= 1
     assert value(samples, "wadm_store_query_seconds_count", operation="candles") >= 1
+    # The first GetCandles' candles went through the render memo (kept by an earlier test, or rendered).
+    renders = value(samples, "wadm_candle_renders_total", result="hit")
+    assert renders + value(samples, "wadm_candle_renders_total", result="miss") >= 1
+    assert value(samples, "wadm_candle_render_entries") >= 1
     assert value(samples, "wadm_store_query_seconds_count", operation="symbols") >= 2
     assert value(samples, "wadm_ingest_trades_total", result="accepted") == 25
     assert value(samples, "wadm_ingest_trades_total", result="duplicate") == 20
@@ -263,3 +271,16 @@ async def test_websocket_sessions_are_counted_by_route_and_carry_a_request_id(tm
     assert value(samples, "grpc_server_started_total", **bidi) == 1
     assert value(samples, "grpc_server_msg_received_total", **bidi) == 1  # the subscribe command
     assert value(samples, "grpc_server_msg_sent_total", **bidi) >= 1  # the acknowledgement
+
+
+def test_the_render_memo_counters_go_in_as_increments_and_its_size_as_a_gauge() -> None:
+    metrics = Metrics(CollectorRegistry())
+    streams = StreamStats(live_streams=0, cut_off_streams=0)
+    metrics.sample(None, streams, RenderStats(hits=3, misses=2, entries=2))
+    metrics.sample(None, streams, RenderStats(hits=10, misses=4, entries=4))  # totals since start, as kept
+
+    samples = parse(generate_latest(metrics.registry).decode())
+
+    assert value(samples, "wadm_candle_renders_total", result="hit") == 10
+    assert value(samples, "wadm_candle_renders_total", result="miss") == 4
+    assert value(samples, "wadm_candle_render_entries") == 4

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from wadm_grpc.api.grpc.convert import CANDLE_RENDERS, RenderStats
 from wadm_grpc.ports import CacheStats
 from wadm_grpc.services.streaming import StreamStats
 
@@ -91,6 +92,19 @@ class Metrics:
         self.cache_fallbacks = Counter(
             "wadm_cache_fallbacks_total", "Cache operations memory served because Redis failed.", registry=r
         )
+        self.candle_renders = Counter(
+            "wadm_candle_renders_total",
+            "Candles of uncached answers looked up in the render memo, by result (hit: sent as kept bytes; "
+            "miss: rendered, then kept).",
+            ("result",),
+            registry=r,
+        )
+        self.candle_render_entries = Gauge(
+            "wadm_candle_render_entries",
+            f"Wire candles the render memo holds now (at most {CANDLE_RENDERS:,} per process).",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
         self.ingest_trades = Counter(
             "wadm_ingest_trades_total",
             "Trades offered to the store, by result (accepted: new; duplicate: already stored).",
@@ -121,10 +135,15 @@ class Metrics:
         )
         self._deltas = _Deltas()
 
-    def sample(self, cache: CacheStats | None, streams: StreamStats) -> None:
-        """Copy counters the cache and the stream service keep into the metrics (before each scrape)."""
+    def sample(self, cache: CacheStats | None, streams: StreamStats, renders: RenderStats | None = None) -> None:
+        """Copy counters the cache, the stream service and the candle render memo keep into the metrics
+        (before each scrape)."""
         self.live_streams.set(streams.live_streams)
         self._deltas.add(self.stream_cut_offs, "", streams.cut_off_streams)
+        if renders is not None:
+            self._deltas.add(self.candle_renders, "hit", renders.hits)
+            self._deltas.add(self.candle_renders, "miss", renders.misses)
+            self.candle_render_entries.set(renders.entries)
         if cache is None:
             return
         for tier in cache.tiers:

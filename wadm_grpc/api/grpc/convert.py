@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import cast
+from typing import NamedTuple, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -197,6 +197,20 @@ def _text_candle(open_time_us: int, size_us: int, closed: bool, trade_count: int
     response = md.GetCandlesResponse()
     _add_candle(response.candles.add, open_time_us, Aggregate.of_text(text, trade_count, 0, 0), size_us, closed)
     return response.candles[0].SerializeToString()
+
+
+class RenderStats(NamedTuple):
+    """The render memo's counters since the process started (for the metrics)."""
+
+    hits: int  # candles served as kept bytes
+    misses: int  # candles rendered (and kept)
+    entries: int  # wire candles kept now
+
+
+def render_stats() -> RenderStats:
+    """What `_text_candle` did so far, and holds."""
+    info = _text_candle.cache_info()
+    return RenderStats(info.hits, info.misses, info.currsize)
 
 
 def _add_candle(add: Callable[..., md.Candle], open_time_us: int, ohlcv: Aggregate, size_us: int, closed: bool) -> None:
