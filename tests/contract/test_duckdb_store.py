@@ -480,3 +480,114 @@ async def test_a_read_whose_anchor_did_not_move_scans_exactly_its_candles_range(
         assert len(moved) == 200 and moved[:197] == first[3:] and windows[-1] <= moved[0][0]
     finally:
         await store.close()
+
+
+class HeldWriter:
+    """Holds the store's writer inside its transaction of `held` (on the writer thread) until released."""
+
+    def __init__(self, store: DuckDBTradeStore, held: list[Trade], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        insert = store._insert
+
+        def holding(cursor: object, batches: list[list[Trade]], **rest: object) -> object:
+            if any(batch is held for batch in batches):
+                self.entered.set()
+                assert self.release.wait(30)
+            return insert(cursor, batches, **rest)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store, "_insert", holding)
+
+
+async def assert_candles_exact(store: DuckDBTradeStore, trades: list[Trade], symbol: str) -> None:
+    for timeframe in (Timeframe.M1, Timeframe.H1):
+        mine = [t for t in trades if t.symbol == symbol]
+        got = await store.candles(query(timeframe, symbol=symbol))
+        assert as_exact(got) == as_exact(list(buckets(mine, timeframe.bucket_start).items())), timeframe  # type: ignore[arg-type]
+
+
+async def test_a_small_batch_of_other_markets_is_written_while_a_transaction_is_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DuckDBTradeStore(tmp_path / "t.duckdb")
+    bulk = make_trades(seed=31, count=3000, start_us=T0, spacing_us=1_000_000)
+    live = make_trades(seed=32, count=10, start_us=T0 + 60_000_000, spacing_us=1000, symbols=("ETHUSDT",))
+    held = HeldWriter(store, bulk, monkeypatch)
+    try:
+        writing = asyncio.ensure_future(store.insert_trades(bulk))
+        assert await asyncio.to_thread(held.entered.wait, 30)
+
+        assert await asyncio.wait_for(store.insert_trades(live), 30) == live  # while the bulk is held
+        assert not writing.done()
+        held.release.set()
+        assert await writing == bulk
+
+        await assert_candles_exact(store, bulk, "BTCUSDT")
+        await assert_candles_exact(store, live, "ETHUSDT")
+        before = {s.symbol: s.trade_count for s in await store.symbols(())}
+        await store.rebuild_rollups()  # the incremental rollups of both transactions equal a rebuild
+        await assert_candles_exact(store, bulk, "BTCUSDT")
+        await assert_candles_exact(store, live, "ETHUSDT")
+        assert before == {"BTCUSDT": 3000, "ETHUSDT": 10}
+    finally:
+        await store.close()
+
+
+async def test_a_small_batch_of_a_market_in_flight_waits_for_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DuckDBTradeStore(tmp_path / "t.duckdb")
+    bulk = make_trades(seed=33, count=3000, start_us=T0, spacing_us=1_000_000)
+    late = [replace(t, trade_id=f"late-{t.trade_id}") for t in bulk[:10]]  # the same market and minutes
+    held = HeldWriter(store, bulk, monkeypatch)
+    try:
+        writing = asyncio.ensure_future(store.insert_trades(bulk))
+        assert await asyncio.to_thread(held.entered.wait, 30)
+        waiting = asyncio.ensure_future(store.insert_trades(late))
+        for _ in range(10):  # let it run as far as it can without the writer
+            await asyncio.sleep(0)
+
+        assert not waiting.done() and [trades for trades, _ in store._queued] == [late]
+        held.release.set()
+        assert await writing == bulk
+        assert await waiting == late
+        await assert_candles_exact(store, bulk + late, "BTCUSDT")
+    finally:
+        await store.close()
+
+
+async def test_a_conflict_beside_the_writer_sends_the_batch_to_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DuckDBTradeStore(tmp_path / "t.duckdb")
+    bulk = make_trades(seed=34, count=3000, start_us=T0, spacing_us=1_000_000)
+    live = make_trades(seed=35, count=10, start_us=T0 + 60_000_000, spacing_us=1000, symbols=("ETHUSDT",))
+    held = HeldWriter(store, bulk, monkeypatch)
+    insert = store._insert
+    conflicts = []
+
+    def conflicting(cursor: object, batches: list[list[Trade]], **rest: object) -> object:
+        if rest.get("merger") is store._side_merger:
+            conflicts.append(batches)
+            raise duckdb.TransactionException("Conflict on tuple deletion!")  # as DuckDB reports one
+        return insert(cursor, batches, **rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "_insert", conflicting)
+    queue, queued = store._queue, asyncio.Event()
+
+    async def noting_queue(trades: list[Trade]) -> object:
+        queued.set()
+        return await queue(trades)
+
+    monkeypatch.setattr(store, "_queue", noting_queue)
+    try:
+        writing = asyncio.ensure_future(store.insert_trades(bulk))
+        assert await asyncio.to_thread(held.entered.wait, 30)
+        stored = asyncio.ensure_future(store.insert_trades(live))
+        await asyncio.wait_for(queued.wait(), 30)  # after the side writer's attempt failed
+
+        assert len(conflicts) == 1 and not stored.done()  # queued for the writer, which is held
+        held.release.set()
+        assert (await writing, await stored) == (bulk, live)
+        await assert_candles_exact(store, live, "ETHUSDT")
+    finally:
+        await store.close()
