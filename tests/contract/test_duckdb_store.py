@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -505,17 +507,28 @@ async def assert_candles_exact(store: DuckDBTradeStore, trades: list[Trade], sym
         assert as_exact(got) == as_exact(list(buckets(mine, timeframe.bucket_start).items())), timeframe  # type: ignore[arg-type]
 
 
+@asynccontextmanager
+async def bulk_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, seed: int
+) -> AsyncIterator[tuple[DuckDBTradeStore, list[Trade], asyncio.Future[object], HeldWriter]]:
+    """A store whose writer is held inside the transaction of a 3,000-trade BTCUSDT batch (being written)."""
+    store = DuckDBTradeStore(tmp_path / "t.duckdb")
+    bulk = make_trades(seed=seed, count=3000, start_us=T0, spacing_us=1_000_000)
+    held = HeldWriter(store, bulk, monkeypatch)
+    try:
+        writing: asyncio.Future[object] = asyncio.ensure_future(store.insert_trades(bulk))
+        assert await asyncio.to_thread(held.entered.wait, 30)
+        yield store, bulk, writing, held
+    finally:
+        held.release.set()
+        await store.close()
+
+
 async def test_a_small_batch_of_other_markets_is_written_while_a_transaction_is_in_flight(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = DuckDBTradeStore(tmp_path / "t.duckdb")
-    bulk = make_trades(seed=31, count=3000, start_us=T0, spacing_us=1_000_000)
     live = make_trades(seed=32, count=10, start_us=T0 + 60_000_000, spacing_us=1000, symbols=("ETHUSDT",))
-    held = HeldWriter(store, bulk, monkeypatch)
-    try:
-        writing = asyncio.ensure_future(store.insert_trades(bulk))
-        assert await asyncio.to_thread(held.entered.wait, 30)
-
+    async with bulk_in_flight(tmp_path, monkeypatch, seed=31) as (store, bulk, writing, held):
         assert await asyncio.wait_for(store.insert_trades(live), 30) == live  # while the bulk is held
         assert not writing.done()
         held.release.set()
@@ -528,20 +541,13 @@ async def test_a_small_batch_of_other_markets_is_written_while_a_transaction_is_
         await assert_candles_exact(store, bulk, "BTCUSDT")
         await assert_candles_exact(store, live, "ETHUSDT")
         assert before == {"BTCUSDT": 3000, "ETHUSDT": 10}
-    finally:
-        await store.close()
 
 
 async def test_a_small_batch_of_a_market_in_flight_waits_for_the_writer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = DuckDBTradeStore(tmp_path / "t.duckdb")
-    bulk = make_trades(seed=33, count=3000, start_us=T0, spacing_us=1_000_000)
-    late = [replace(t, trade_id=f"late-{t.trade_id}") for t in bulk[:10]]  # the same market and minutes
-    held = HeldWriter(store, bulk, monkeypatch)
-    try:
-        writing = asyncio.ensure_future(store.insert_trades(bulk))
-        assert await asyncio.to_thread(held.entered.wait, 30)
+    async with bulk_in_flight(tmp_path, monkeypatch, seed=33) as (store, bulk, writing, held):
+        late = [replace(t, trade_id=f"late-{t.trade_id}") for t in bulk[:10]]  # the same market and minutes
         waiting = asyncio.ensure_future(store.insert_trades(late))
         for _ in range(10):  # let it run as far as it can without the writer
             await asyncio.sleep(0)
@@ -551,37 +557,28 @@ async def test_a_small_batch_of_a_market_in_flight_waits_for_the_writer(
         assert await writing == bulk
         assert await waiting == late
         await assert_candles_exact(store, bulk + late, "BTCUSDT")
-    finally:
-        await store.close()
 
 
 async def test_a_conflict_beside_the_writer_sends_the_batch_to_the_writer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = DuckDBTradeStore(tmp_path / "t.duckdb")
-    bulk = make_trades(seed=34, count=3000, start_us=T0, spacing_us=1_000_000)
     live = make_trades(seed=35, count=10, start_us=T0 + 60_000_000, spacing_us=1000, symbols=("ETHUSDT",))
-    held = HeldWriter(store, bulk, monkeypatch)
-    insert = store._insert
-    conflicts = []
+    async with bulk_in_flight(tmp_path, monkeypatch, seed=34) as (store, bulk, writing, held):
+        insert, queue = store._insert, store._queue
+        conflicts, queued = [], asyncio.Event()
 
-    def conflicting(cursor: object, batches: list[list[Trade]], **rest: object) -> object:
-        if rest.get("merger") is store._side_merger:
-            conflicts.append(batches)
-            raise duckdb.TransactionException("Conflict on tuple deletion!")  # as DuckDB reports one
-        return insert(cursor, batches, **rest)  # type: ignore[arg-type]
+        def conflicting(cursor: object, batches: list[list[Trade]], **rest: object) -> object:
+            if rest.get("merger") is store._side_merger:
+                conflicts.append(batches)
+                raise duckdb.TransactionException("Conflict on tuple deletion!")  # as DuckDB reports one
+            return insert(cursor, batches, **rest)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(store, "_insert", conflicting)
-    queue, queued = store._queue, asyncio.Event()
+        async def noting_queue(trades: list[Trade]) -> object:
+            queued.set()
+            return await queue(trades)
 
-    async def noting_queue(trades: list[Trade]) -> object:
-        queued.set()
-        return await queue(trades)
-
-    monkeypatch.setattr(store, "_queue", noting_queue)
-    try:
-        writing = asyncio.ensure_future(store.insert_trades(bulk))
-        assert await asyncio.to_thread(held.entered.wait, 30)
+        monkeypatch.setattr(store, "_insert", conflicting)
+        monkeypatch.setattr(store, "_queue", noting_queue)
         stored = asyncio.ensure_future(store.insert_trades(live))
         await asyncio.wait_for(queued.wait(), 30)  # after the side writer's attempt failed
 
@@ -589,5 +586,3 @@ async def test_a_conflict_beside_the_writer_sends_the_batch_to_the_writer(
         held.release.set()
         assert (await writing, await stored) == (bulk, live)
         await assert_candles_exact(store, live, "ETHUSDT")
-    finally:
-        await store.close()
