@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from tests.support import make_trades
-from wadm_grpc.domain.trade_batch import TradeBatch, TradeColumns, join
+from wadm_grpc.domain.trade_batch import TradeBatch, TradeColumns, exchanges_of, join, symbols_of
 from wadm_grpc.stores.duckdb import batches
 
 T0 = 1_723_161_600_000_000
@@ -36,3 +36,11 @@ def test_the_duckdb_rows_of_a_joined_batch_are_its_parts_prepared_rows() -> None
     assert all(isinstance(part.rows, pa.Table) for part in pieces)
     assert batches.trades_table(joined).equals(batches.columns_table(joined.columns))
     assert batches.trades_table(pieces[1]) is pieces[1].rows
+
+
+def test_a_joined_batchs_symbols_and_exchanges_are_read_part_by_part() -> None:
+    trades = make_trades(seed=4, count=30, start_us=T0, spacing_us=1_000, symbols=("A", "B"), exchanges=("x", "y"))
+    joined = TradeBatch.of_parts([TradeBatch(TradeColumns.of_trades(trades[i : i + 10])) for i in range(0, 30, 10)])
+    assert symbols_of(joined) == {t.symbol for t in trades} == symbols_of(trades)
+    assert exchanges_of(joined) == {t.exchange for t in trades} == exchanges_of(trades)
+    assert joined._columns is None  # the parts' columns were not joined for it

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import chain
-from typing import overload
+from typing import Literal, overload
 
 from wadm_grpc.domain.decimals import to_wire
 from wadm_grpc.domain.trade import Side, Trade
@@ -127,9 +127,22 @@ def columns_of(trades: Sequence[Trade]) -> TradeColumns:
 
 def symbols_of(trades: Sequence[Trade]) -> set[str]:
     """The symbols that `trades` hold."""
+    return _names_of(trades, "symbol")
+
+
+def exchanges_of(trades: Sequence[Trade]) -> set[str]:
+    """The exchanges that `trades` hold."""
+    return _names_of(trades, "exchange")
+
+
+def _names_of(trades: Sequence[Trade], field: Literal["exchange", "symbol"]) -> set[str]:
+    """The distinct values of a name field: a joined batch's part by part (its columns are not joined)."""
     if isinstance(trades, TradeBatch):
-        return set(trades.columns.symbol)
-    return {t.symbol for t in trades}
+        names: set[str] = set()
+        for part in trades.parts or (trades,):
+            names.update(getattr(part.columns, field))
+        return names
+    return {getattr(t, field) for t in trades}
 
 
 def symbols_traded_before(trades: Sequence[Trade], time_us: int) -> set[str]:

@@ -22,7 +22,7 @@ from wadm_grpc.domain.aggregate import Aggregate, SymbolSummary, WindowStats
 from wadm_grpc.domain.decimals import with_scale
 from wadm_grpc.domain.errors import FailedPreconditionError
 from wadm_grpc.domain.trade import Trade
-from wadm_grpc.domain.trade_batch import TradeBatch, columns_of
+from wadm_grpc.domain.trade_batch import TradeBatch, columns_of, exchanges_of, symbols_of
 from wadm_grpc.ports import CandleQuery, TradeQuery
 from wadm_grpc.stores.duckdb import batches, sql
 from wadm_grpc.stores.duckdb.batches import TRADE_COLUMNS, trades_table
@@ -325,17 +325,12 @@ async def _first(write: Awaitable[list[Sequence[Trade]]]) -> Sequence[Trade]:
 
 
 def _names(batches: Sequence[Sequence[Trade]]) -> tuple[set[str], set[str]]:
-    """The exchanges and the symbols the batches hold (a validated batch's from its columns, part by part)."""
+    """The exchanges and the symbols the batches hold."""
     exchanges: set[str] = set()
     symbols: set[str] = set()
     for batch in batches:
-        if isinstance(batch, TradeBatch):
-            for part in batch.parts or (batch,):
-                exchanges.update(part.columns.exchange)
-                symbols.update(part.columns.symbol)
-        else:
-            exchanges.update(trade.exchange for trade in batch)
-            symbols.update(trade.symbol for trade in batch)
+        exchanges |= exchanges_of(batch)
+        symbols |= symbols_of(batch)
     return exchanges, symbols
 
 
