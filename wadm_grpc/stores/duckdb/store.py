@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -65,7 +65,7 @@ class DuckDBTradeStore:
         self._side_merger = RollupMerger()  # used by the side writer's thread only
         self._in_flight: list[Sequence[Trade]] | None = None  # the writer's batches now
         self._in_flight_names: tuple[set[str], set[str]] | None = None  # their exchanges and symbols, once asked
-        self._side: asyncio.Future[Sequence[Trade]] | None = None  # the side writer's transaction now
+        self._side: asyncio.Future[Sequence[Trade]] | None = None  # the side writer's last transaction
         self._bounds = MarketBounds()
         self._reach = CandleReach()
         # ListSymbols answers by exchanges, with the write generation they were read in (as MarketBounds):
@@ -135,7 +135,7 @@ class DuckDBTradeStore:
             raise FailedPreconditionError("this server serves a read-only snapshot; publish to the writer")
         if not trades:
             return []
-        if len(trades) <= SIDE_WRITE_TRADES and self._side is None and self._in_flight is not None:
+        if len(trades) <= SIDE_WRITE_TRADES and self._side_idle() and self._in_flight is not None:
             if self._in_flight_names is None:
                 self._in_flight_names = _names(self._in_flight)
             exchanges, symbols = _names([trades])
@@ -154,26 +154,30 @@ class DuckDBTradeStore:
         """`trades` in a transaction of their own on the side writer, while the writer's runs. The writer
         starts no other transaction until this one ended (the next may hold its markets). If DuckDB
         reports a conflict all the same, the batch is written by the writer, after what it holds."""
-        added: list[MarketExtents] = []
-        insert = functools.partial(self._insert, batches=[trades], added=added, merger=self._side_merger)
-        side = asyncio.ensure_future(self._run(self._side_writer, insert, added=added))
-        written: asyncio.Future[Sequence[Trade]] = asyncio.ensure_future(_first(side))
-        self._side = written
-        written.add_done_callback(self._side_ended)
+        side = self._side = asyncio.ensure_future(self._side_write(trades))
         try:
-            return await asyncio.shield(written)
+            return await asyncio.shield(side)  # written even if the caller goes away
         except duckdb.TransactionException:
             return await self._queue(trades)
 
-    def _side_ended(self, written: asyncio.Future[Sequence[Trade]]) -> None:
-        if self._side is written:
-            self._side = None
+    def _side_idle(self) -> bool:
+        return self._side is None or self._side.done()
+
+    async def _side_ended(self) -> None:
+        """Once the side writer's transaction (if one runs) has ended, whatever its outcome."""
+        if self._side is not None and not self._side.done():
+            await asyncio.wait([self._side])
+
+    async def _side_write(self, trades: Sequence[Trade]) -> Sequence[Trade]:
+        added: list[MarketExtents] = []
+        insert = functools.partial(self._insert, batches=[trades], added=added, merger=self._side_merger)
+        (new,) = await self._run(self._side_writer, insert, added=added)
+        return new
 
     async def _commit_queued(self) -> None:
         try:
             while self._queued:
-                if self._side is not None:  # it may hold markets of the next group
-                    await asyncio.wait([self._side])
+                await self._side_ended()  # it may hold markets of the next group
                 group, self._queued = self._queued, []
                 self._in_flight, self._in_flight_names = [trades for trades, _ in group], None
                 try:
@@ -307,8 +311,7 @@ class DuckDBTradeStore:
     async def close(self) -> None:
         if self._committer is not None:
             await self._committer  # what was accepted is written before the file closes
-        if self._side is not None:
-            await asyncio.wait([self._side])
+        await self._side_ended()
         self._readers.shutdown(wait=True)
         self._writer.shutdown(wait=True)
         self._side_writer.shutdown(wait=True)
@@ -316,12 +319,6 @@ class DuckDBTradeStore:
             for cursor in self._cursors:
                 cursor.close()
         self._connection.close()
-
-
-async def _first(write: Awaitable[list[Sequence[Trade]]]) -> Sequence[Trade]:
-    """The new trades of a write of one batch."""
-    (new,) = await write
-    return new
 
 
 def _names(batches: Sequence[Sequence[Trade]]) -> tuple[set[str], set[str]]:
